@@ -1,0 +1,259 @@
+"""The errors a user sees.
+
+Every error a user can fix derives from :class:`SeedanceError`. Each carries
+where it happened (a :class:`Location`: file, line, column, path in the
+manifest, or the job label) and what would be right, and knows its exit code.
+The CLI turns any of them into one line per problem in one place
+(``cli.main``); anything else is a bug and keeps its traceback.
+
+Hierarchy::
+
+    SeedanceError                    exit 2 unless said otherwise
+    +-- UsageError                   a bad command-line flag or argument
+    +-- ManifestError                one problem in a manifest (or a file it names)
+    +-- ManifestErrors               several independent ManifestErrors at once
+    +-- PriceFileError               a bad model/price data file (--prices)
+    +-- LedgerError                  the ledger cannot be opened or is from the future
+    +-- BudgetExceeded               exit 3: the plan costs more than the budget
+    +-- ApiError                     an answer (or no answer) from APIDot
+    |   +-- InvalidRequest           400: never retried unchanged
+    |   +-- AccountError             exit 4: the account cannot proceed
+    |   |   +-- AuthenticationError  401
+    |   |   +-- InsufficientCredits  402
+    |   +-- RateLimited              429: retried, honouring Retry-After
+    |   +-- TransientError           5xx, connect errors, malformed answers: retried
+    |   +-- AmbiguousSubmit          the submit was sent, no answer came: never resubmitted
+    +-- Interrupted                  exit 130: Ctrl-C, state saved
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "AccountError",
+    "AmbiguousSubmit",
+    "ApiError",
+    "AuthenticationError",
+    "BudgetExceeded",
+    "EXIT_ACCOUNT",
+    "EXIT_BUDGET",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "InsufficientCredits",
+    "Interrupted",
+    "InvalidRequest",
+    "LedgerError",
+    "Location",
+    "ManifestError",
+    "ManifestErrors",
+    "PriceFileError",
+    "RateLimited",
+    "SeedanceError",
+    "TransientError",
+    "UsageError",
+]
+
+# Exit codes, the same for every command (design.md).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BUDGET = 3
+EXIT_ACCOUNT = 4
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a problem is: a file position and/or a path inside the manifest.
+
+    ``path`` is the manifest path in the user's notation (``shots[1].duration``);
+    ``job`` is a job label when the problem belongs to one expanded job.
+    Lines and columns are 1-based, as editors show them.
+    """
+
+    file: str | None = None
+    line: int | None = None
+    col: int | None = None
+    path: str | None = None
+    job: str | None = None
+
+    def prefix(self) -> str:
+        """``file:line:col`` (as much of it as is known), compiler style."""
+        parts = [self.file or "<input>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.col is not None:
+                parts.append(str(self.col))
+        return ":".join(parts)
+
+    def where(self) -> str:
+        """The manifest path and job label, e.g. ``shots[1].prompt (job hero/en-US)``."""
+        if self.path and self.job:
+            return f"{self.path} (job {self.job})"
+        return self.path or (f"job {self.job}" if self.job else "")
+
+
+class SeedanceError(Exception):
+    """Root of every error the user can fix. Rendered as one line by the CLI."""
+
+    exit_code: int = EXIT_USAGE
+
+    def __init__(self, message: str, *, location: Location | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.hint = hint
+
+    def lines(self) -> list[str]:
+        """The lines the CLI prints for this error (one, for a single error)."""
+        return [self.format()]
+
+    def format(self) -> str:
+        """``file:line:col: where: what is wrong, and what is allowed``."""
+        text = self.message
+        if self.hint:
+            text = f"{text}; {self.hint}"
+        if self.location is None:
+            return text
+        where = self.location.where()
+        head = self.location.prefix()
+        return f"{head}: {where}: {text}" if where else f"{head}: {text}"
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+class UsageError(SeedanceError):
+    """A bad command-line flag, argument or environment setting."""
+
+
+class ManifestError(SeedanceError):
+    """One problem in a manifest or in a file it refers to."""
+
+
+class ManifestErrors(SeedanceError):
+    """Several independent problems found in one pass, reported together."""
+
+    def __init__(self, errors: Sequence[ManifestError]) -> None:
+        self.errors = sorted(errors, key=_position)
+        super().__init__(f"{len(self.errors)} problem(s) in the manifest")
+
+    def lines(self) -> list[str]:
+        return [e.format() for e in self.errors]
+
+    def format(self) -> str:
+        return "\n".join(self.lines())
+
+    @classmethod
+    def raise_if_any(cls, errors: Iterable[ManifestError]) -> None:
+        """Raise one error (or all of them together) if there are any."""
+        found = list(errors)
+        if len(found) == 1:
+            raise found[0]
+        if found:
+            raise cls(found)
+
+
+def _position(error: ManifestError) -> tuple[str, int, int]:
+    loc = error.location or Location()
+    return (loc.file or "", loc.line or 0, loc.col or 0)
+
+
+class PriceFileError(SeedanceError):
+    """The model and price data file is missing or malformed."""
+
+
+class LedgerError(SeedanceError):
+    """The ledger cannot be opened, is locked, or was written by a newer version."""
+
+
+class BudgetExceeded(SeedanceError):
+    """The jobs this run would submit cost more than the budget allows."""
+
+    exit_code = EXIT_BUDGET
+
+
+class Interrupted(SeedanceError):
+    """The user interrupted the run; the ledger is consistent and the run resumable."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class ApiError(SeedanceError):
+    """An answer from APIDot that is not a success, or no usable answer at all.
+
+    ``status`` is the HTTP status (None when no response arrived), ``error_class``
+    the documented class (``invalid_request``, ``rate_limited``...). Messages never
+    contain the API key or request headers.
+    """
+
+    exit_code = EXIT_FAILED
+    error_class: str = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_class: str | None = None,
+        location: Location | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, location=location, hint=hint)
+        self.status = status
+        if error_class is not None:
+            self.error_class = error_class
+
+
+class InvalidRequest(ApiError):
+    """400: the service rejected the request; retrying it unchanged cannot help."""
+
+    error_class = "invalid_request"
+
+
+class AccountError(ApiError):
+    """The account cannot proceed: stop submitting, keep tracking, exit 4."""
+
+    exit_code = EXIT_ACCOUNT
+
+
+class AuthenticationError(AccountError):
+    """401: the API key is missing, expired or invalid."""
+
+    error_class = "authentication_error"
+
+
+class InsufficientCredits(AccountError):
+    """402: the balance cannot cover the job."""
+
+    error_class = "insufficient_credits"
+
+
+class RateLimited(ApiError):
+    """429: too many requests; ``retry_after`` is the server's advice in seconds."""
+
+    error_class = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, status=429, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class TransientError(ApiError):
+    """5xx, a connection that failed before the request was sent, or a malformed answer."""
+
+    error_class = "transient"
+
+
+class AmbiguousSubmit(ApiError):
+    """A submit was sent but no answer arrived: the task may exist and may be billed.
+
+    Never resubmitted automatically (no idempotency key exists); the job becomes
+    ``unknown`` and is resubmitted only with ``--resubmit-unknown``.
+    """
+
+    error_class = "ambiguous_submit"
