@@ -129,6 +129,14 @@ def _read_catalog(path: Path) -> Catalog:
         dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
         raise PriceFileError(error.message, location=Location(file=str(path), path=dotted or None))
     models = {model_id: _model_rules(model_id, spec) for model_id, spec in raw["models"].items()}
+    for rules in models.values():
+        unpriced = [r for r in rules.resolutions if (r, False) not in rules.rates]
+        if unpriced:
+            raise PriceFileError(
+                f"resolution(s) {', '.join(unpriced)} have no price",
+                location=Location(file=str(path), path=f"models.{rules.id}.prices"),
+                hint="every listed resolution needs text_or_image and video_input rates",
+            )
     return Catalog(
         provider=raw.get("provider", "APIDot"),
         snapshot_date=raw["snapshot_date"],

@@ -1,0 +1,148 @@
+"""Model rules and prices: read from schemas/models.json, checked and priced by pure functions."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from seedance_batch.errors import Location, ManifestError, ManifestErrors, PriceFileError
+from seedance_batch.expand import Job, request_key
+from seedance_batch.models import check_request, load_catalog, price_jobs, price_request
+
+REPO = Path(__file__).resolve().parents[1]
+CONTRACT_RATES = {  # (model, resolution, video input) -> credits/s, from apidot-contract.md
+    ("seedance-2", "480p", True): 10, ("seedance-2", "480p", False): 20,
+    ("seedance-2", "720p", True): 20, ("seedance-2", "720p", False): 40,
+    ("seedance-2", "1080p", True): 45, ("seedance-2", "1080p", False): 90,
+    ("seedance-2-fast", "480p", True): 8, ("seedance-2-fast", "480p", False): 14,
+    ("seedance-2-fast", "720p", True): 16, ("seedance-2-fast", "720p", False): 28,
+}
+
+
+def body(model: str = "seedance-2", **fields: object) -> dict:
+    data = {"prompt": "a lighthouse at dusk", "duration": 5, "resolution": "720p"}
+    data.update(fields)
+    return {"model": model, "input": {k: v for k, v in data.items() if v is not None}}
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog()
+
+
+def test_bundled_catalog_matches_the_published_table(catalog) -> None:
+    assert catalog.snapshot_date == "2026-04-19"
+    for (model, resolution, video), credits in CONTRACT_RATES.items():
+        media = {"reference_video_urls": ["https://cdn.example/ref.mp4"]} if video else {}
+        cost = price_request(body(model, resolution=resolution, duration=10, **media), catalog)
+        assert cost.credits == credits * 10
+        assert cost.usd == Decimal("0.005") * credits * 10
+
+
+def test_fal_price_is_listed_beside(catalog) -> None:
+    cost = price_request(body("seedance-2", resolution="1080p", duration=4), catalog)
+    assert cost.fal_usd == Decimal("0.685") * 4
+
+
+def test_valid_request_has_no_violations(catalog) -> None:
+    assert check_request(body(aspect_ratio="9:16", generate_audio=True), catalog) == []
+
+
+@pytest.mark.parametrize(
+    ("request_body", "field", "fragment"),
+    [
+        (body("seedance-3"), "model", "unknown model 'seedance-3'; known models: seedance-2, seedance-2-fast"),
+        (body("seedance-2-fast", resolution="1080p"), "input.resolution", "allowed: 480p, 720p"),
+        (body(duration=3), "input.duration", "duration 3 is out of range; allowed: 4 to 15 seconds"),
+        (body(duration=16), "input.duration", "out of range"),
+        (body(duration=5.5), "input.duration", "whole number of seconds"),
+        (body(duration=True), "input.duration", "whole number of seconds"),
+        (body(aspect_ratio="2:1"), "input.aspect_ratio", "aspect ratio '2:1' is not allowed"),
+        (body(prompt="  "), "input.prompt", "prompt is required"),
+        (body(generate_audio="yes"), "input.generate_audio", "true or false"),
+        (body(image_urls=["https://a/1.png", "https://a/2.png", "https://a/3.png"]), "input.image_urls", "at most 2"),
+        (body(image_urls=["file:///etc/passwd"]), "input.image_urls[0]", "not an absolute http(s) URL"),
+        (body(reference_audio_urls=["/tmp/a.wav"]), "input.reference_audio_urls[0]", "not an absolute http(s) URL"),
+        (
+            body(image_urls=["https://a/1.png"], reference_image_urls=["https://a/r.png"]),
+            "input.image_urls",
+            "frame mode (image_urls) and reference mode (reference_image_urls) cannot be mixed",
+        ),
+        (body(seed=4), "input.seed", "unknown input field 'seed'"),
+    ],
+)
+def test_each_rule_is_enforced(catalog, request_body, field, fragment) -> None:
+    problems = check_request(request_body, catalog)
+    assert [p.field for p in problems] == [field]
+    assert fragment in problems[0].message
+
+
+def test_switching_model_changes_only_the_model(catalog) -> None:
+    assert check_request(body("seedance-2-fast", resolution="480p"), catalog) == []
+
+
+def make_job(request: dict, label: str = "hero", origins: dict | None = None) -> Job:
+    return Job(
+        campaign="spring", shot="hero", label=label, combination={}, request=request,
+        key=request_key(request), output_path=f"spring/hero/{label}.mp4",
+        location=Location("m.yaml", 10, 5, "shots[0]"), origins=origins or {},
+    )
+
+
+def test_price_jobs_reports_every_violation_at_the_line_that_set_it(catalog) -> None:
+    jobs = [
+        make_job(body(duration=20), "hero/en", {"duration": Location("m.yaml", 14, 17, "shots[0].matrix.duration[1]")}),
+        make_job(body("seedance-2-fast", resolution="1080p"), "hero/fr"),
+        make_job(body(), "hero/de"),
+    ]
+    with pytest.raises(ManifestErrors) as caught:
+        price_jobs(jobs, catalog)
+    assert caught.value.lines() == [
+        "m.yaml:10:5: shots[0] (job hero/fr): resolution '1080p' is not offered by seedance-2-fast; allowed: 480p, 720p",
+        "m.yaml:14:17: shots[0].matrix.duration[1] (job hero/en): duration 20 is out of range; allowed: 4 to 15 seconds",
+    ]
+
+
+def test_price_jobs_single_violation_is_one_error(catalog) -> None:
+    with pytest.raises(ManifestError) as caught:
+        price_jobs([make_job(body(duration=2))], catalog)
+    assert not isinstance(caught.value, ManifestErrors)
+
+
+def test_user_price_file_is_used(tmp_path: Path) -> None:
+    data = json.loads((REPO / "schemas" / "models.json").read_text())
+    data["snapshot_date"] = "2027-01-01"
+    data["models"]["seedance-2"]["prices"]["720p"]["text_or_image"]["credits_per_second"] = 50
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps(data))
+    catalog = load_catalog(path)
+    assert catalog.snapshot_date == "2027-01-01"
+    assert price_request(body(duration=4), catalog).credits == 200
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{", "prices.json:1:2: not valid JSON: Expecting property name enclosed in double quotes"),
+        ('{"snapshot_date": "2026-01-01", "credit_usd": 0.005}', "prices.json: 'models' is a required property"),
+        (
+            '{"snapshot_date": "2026-01-01", "credit_usd": 0.005, "models": {"m": {"resolutions": ["480p"],'
+            ' "duration": {"min": 4, "max": 15}, "aspect_ratios": ["1:1"], "max_image_urls": 2, "prices": {}}}}',
+            "prices.json: models.m.prices: resolution(s) 480p have no price; every listed resolution needs",
+        ),
+    ],
+)
+def test_bad_price_file_is_one_clear_error(tmp_path: Path, monkeypatch, content: str, expected: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("prices.json").write_text(content)
+    with pytest.raises(PriceFileError) as caught:
+        load_catalog("prices.json")
+    assert caught.value.format().startswith(expected)
+
+
+def test_missing_price_file(tmp_path: Path) -> None:
+    with pytest.raises(PriceFileError, match="price file not found"):
+        load_catalog(tmp_path / "nope.json")
