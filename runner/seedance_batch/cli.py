@@ -11,9 +11,11 @@ import sys
 from collections.abc import Sequence
 
 import click
+from rich.console import Console
 
-from . import __version__
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, SeedanceError
+from . import __version__, display
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SeedanceError
+from .models import load_catalog
 
 __all__ = ["cli", "main"]
 
@@ -33,6 +35,20 @@ def cli() -> None:
 
 
 # --- commands: manifest, plan, prices, schema ---------------------------------------------
+
+PRICES_OPTION = click.option(
+    "--prices", "prices", type=click.Path(dir_okay=False), default=None,
+    help="Your own model/price file (same format as schemas/models.json).",
+)
+
+
+@cli.command()
+@PRICES_OPTION
+def prices(prices: str | None) -> int:
+    """Print the price table in force, with its snapshot date."""
+    Console().print(display.prices_table(load_catalog(prices)))
+    return EXIT_OK
+
 
 # --- commands: simulate --------------------------------------------------------------------
 

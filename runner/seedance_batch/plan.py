@@ -18,7 +18,7 @@ from .errors import BudgetExceeded
 from .ledger import JobRecord, JobState
 from .models import Catalog, PricedJob
 
-__all__ = ["Change", "Plan", "PlannedJob", "check_budget", "make_plan"]
+__all__ = ["Change", "Plan", "PlannedJob", "check_budget", "make_plan", "plan_to_dict"]
 
 
 class Change(str, Enum):
@@ -148,3 +148,37 @@ def check_budget(plan: Plan) -> None:
         f"plan costs ${plan.usd:.2f}{already}, over the budget of ${plan.budget_usd:.2f}",
         hint="raise budget.max_usd or --max-usd, or render fewer jobs; nothing was submitted",
     )
+
+
+def plan_to_dict(plan: Plan) -> dict[str, object]:
+    """The plan as the one JSON object ``plan --json`` prints (money as numbers in USD)."""
+    jobs = []
+    for planned in plan.jobs:
+        job, cost = planned.priced.job, planned.priced.cost
+        jobs.append({
+            "label": job.label,
+            "shot": job.shot,
+            "key": job.key,
+            "change": planned.change.value,
+            "submit": planned.submit,
+            "combination": dict(job.combination),
+            "request": job.request,
+            "output_path": job.output_path,
+            "credits": cost.credits,
+            "cost_usd": float(cost.usd),
+            "fal_usd": float(cost.fal_usd),
+        })
+    return {
+        "campaign": plan.campaign,
+        "manifest": str(plan.manifest_path),
+        "prices": {"source": plan.catalog.source, "snapshot_date": plan.catalog.snapshot_date},
+        "counts": plan.counts(),
+        "jobs": jobs,
+        "total_credits": plan.credits,
+        "total_usd": float(plan.usd),
+        "fal_usd": float(plan.fal_usd),
+        "spent_usd": float(plan.spent_usd),
+        "budget_usd": None if plan.budget_usd is None else float(plan.budget_usd),
+        "within_budget": plan.within_budget,
+    }
+

@@ -1,0 +1,93 @@
+"""Terminal views of plans and prices (rich tables); the CLI prints what these build."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+from rich.table import Table
+
+from .models import Catalog
+from .plan import Change, Plan
+
+__all__ = ["plan_summary", "plan_table", "prices_table"]
+
+
+def _usd(value: Decimal) -> str:
+    return f"${value:,.2f}"
+
+
+def plan_table(plan: Plan) -> Table:
+    """One row per (shot, model, resolution): jobs, what this run renders, and its cost."""
+    groups: dict[tuple[str, str, str], list[int | Decimal]] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0), Decimal(0)])
+    for planned in plan.jobs:
+        job, cost = planned.priced.job, planned.priced.cost
+        row = groups[(job.shot, job.model, str(job.input["resolution"]))]
+        row[0] += 1
+        if planned.submit:
+            row[1] += 1
+            row[2] += int(job.input["duration"])
+            row[3] += cost.credits
+            row[4] += cost.usd
+            row[5] += cost.fal_usd
+    table = Table(title=f"Plan for campaign {plan.campaign}", title_justify="left")
+    for heading in ("shot", "model", "resolution"):
+        table.add_column(heading)
+    for heading in ("jobs", "to render", "seconds", "credits", "USD", f"{plan.catalog.comparison} USD"):
+        table.add_column(heading, justify="right")
+    for (shot, model, resolution), (jobs, render, seconds, credits, usd, fal) in groups.items():
+        table.add_row(shot, model, resolution, str(jobs), str(render), str(seconds), f"{credits:,}", _usd(usd), _usd(fal))
+    table.add_section()
+    total_seconds = sum(int(j.priced.job.input["duration"]) for j in plan.jobs if j.submit)
+    table.add_row(
+        "total", "", "", str(len(plan.jobs)), str(len(plan.to_submit)), str(total_seconds),
+        f"{plan.credits:,}", _usd(plan.usd), _usd(plan.fal_usd), style="bold",
+    )
+    return table
+
+
+def plan_summary(plan: Plan) -> str:
+    """The one-paragraph verdict under the table: what changes, what it costs, the budget."""
+    counts = plan.counts()
+    parts = [f"{counts[c.value]} {c.value}" for c in Change if counts[c.value]]
+    lines = [f"Jobs: {', '.join(parts) or 'none'}."]
+    lines.append(
+        f"This run would submit {len(plan.to_submit)} job(s) for {plan.credits:,} credits = {_usd(plan.usd)} "
+        f"({plan.catalog.comparison} would charge {_usd(plan.fal_usd)}); "
+        f"prices of {plan.catalog.snapshot_date}."
+    )
+    if plan.spent_usd:
+        lines.append(f"Already spent on this campaign: {_usd(plan.spent_usd)}.")
+    if plan.budget_usd is not None:
+        verdict = "within" if plan.within_budget else "OVER"
+        lines.append(f"Budget {_usd(plan.budget_usd)}: {verdict} budget.")
+    if counts[Change.UNKNOWN.value]:
+        lines.append("Unknown jobs may already be billed: check them, then use --resubmit-unknown to render them again.")
+    if counts[Change.FAILED.value]:
+        lines.append("Failed jobs are not retried unless you pass --retry-failed.")
+    return "\n".join(lines)
+
+
+def prices_table(catalog: Catalog) -> Table:
+    """The price table in force, per second of video, with its snapshot date and source."""
+    table = Table(
+        title=f"{catalog.provider} prices per second of video, snapshot {catalog.snapshot_date} "
+        f"(1 credit = ${catalog.credit_usd})",
+        caption=f"from {catalog.source}",
+        title_justify="left",
+    )
+    table.add_column("model")
+    table.add_column("resolution")
+    table.add_column("video input")
+    table.add_column("credits/s", justify="right")
+    table.add_column("USD/s", justify="right")
+    table.add_column(f"{catalog.comparison} USD/s", justify="right")
+    for rules in catalog.models.values():
+        for resolution in rules.resolutions:
+            for video_input in (True, False):
+                rate = rules.rates[(resolution, video_input)]
+                table.add_row(
+                    rules.id, resolution, "yes" if video_input else "no", str(rate.credits_per_second),
+                    f"{(catalog.credit_usd * rate.credits_per_second).normalize():f}", f"{rate.fal_usd_per_second:g}",
+                )
+    return table
