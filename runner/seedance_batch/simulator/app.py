@@ -1,0 +1,214 @@
+"""The simulator's HTTP face: a Starlette app over :class:`~.state.SimState`.
+
+Routes::
+
+    POST /api/generate/submit              the contract's submit
+    GET  /api/generate/status/{task_id}    the contract's status
+    GET  /files/{task_id}/video.mp4        result files (signed, expiring URLs)
+    GET  /_sim/stats                       counters for tests and benchmarks
+    GET  /                                 what this server is
+
+Handlers read the request, ask the state what to answer, and act out faults.
+Any exception inside a handler becomes a JSON 500, so a bug never hangs a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .assets import sample_mp4, signature_ok
+from .config import SimulatorConfig
+from .state import Reply, SimState, error_body
+from .webhooks import WebhookSender
+
+__all__ = ["Runtime", "create_app"]
+
+
+# Cut off mid-JSON: what a proxy that dies halfway through an answer leaves behind.
+MALFORMED_BODY = b'{"code": 200, "data": {"task_id": "task-'
+SERVER_ERRORS = (500, 502, 503)
+
+
+class Runtime:
+    """Loop-bound parts of a running simulator: the shutdown signal and webhook sender.
+
+    Created lazily on the server's loop, so ``create_app`` works under any ASGI
+    server (or test transport) with or without a lifespan.
+    """
+
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._closing: asyncio.Event | None = None
+        self._sender: WebhookSender | None = None
+
+    @property
+    def closing(self) -> asyncio.Event:
+        if self._closing is None:
+            self.loop = asyncio.get_running_loop()
+            self._closing = asyncio.Event()
+        return self._closing
+
+    @property
+    def sender(self) -> WebhookSender:
+        if self._sender is None:
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
+            self._sender = WebhookSender(self.state, httpx.AsyncClient(timeout=10.0, limits=limits))
+        return self._sender
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.closing  # bind to the serving loop now, so shutdown can reach it from any thread
+        try:
+            yield
+        finally:
+            self.closing.set()
+            if self._sender is not None:
+                await self._sender.close()
+
+    def begin_shutdown(self) -> None:
+        """Release held (slow, hanging) answers; callable from any thread."""
+        if self.loop is not None and self._closing is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._closing.set)
+
+    async def pause(self, seconds: float) -> bool:
+        """Wait ``seconds``; True if the server began shutting down meanwhile."""
+        try:
+            await asyncio.wait_for(self.closing.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+
+class Endpoints:
+    """The route handlers, bound to one state and runtime."""
+
+    def __init__(self, state: SimState, runtime: Runtime) -> None:
+        self.state = state
+        self.runtime = runtime
+
+    async def submit(self, request: Request) -> Response:
+        raw = await request.body()
+        reply, task = self.state.submit(request.headers.get("authorization"), raw)
+        if task is not None:
+            self.runtime.sender.schedule(task, str(request.base_url))
+        return await self._answer(request, reply)
+
+    async def status(self, request: Request) -> Response:
+        task_id = request.path_params["task_id"]
+        reply = self.state.status(request.headers.get("authorization"), task_id, str(request.base_url))
+        return await self._answer(request, reply)
+
+    async def video(self, request: Request) -> Response:
+        state, task_id = self.state, request.path_params["task_id"]
+        now = state.clock()
+        task = state.tasks.get(task_id)
+        if task is None or task.status_at(now) != "finished":
+            state.counts["404"] += 1
+            return JSONResponse(error_body(404, "not_found", f"no file for task {task_id!r}"), 404)
+        expires, signature = request.query_params.get("expires"), request.query_params.get("signature")
+        if not signature_ok(state.secret, task_id, expires, signature):
+            state.counts["403"] += 1
+            return JSONResponse(error_body(403, "forbidden", "the file URL's signature is not valid"), 403)
+        if now > int(expires or 0):
+            state.counts["403"] += 1
+            message = "the file URL expired; ask for the task's status again for a fresh one"
+            return JSONResponse(error_body(403, "url_expired", message), 403)
+        state.counts["files_served"] += 1
+        return Response(sample_mp4(), media_type="video/mp4")
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(self.state.stats())
+
+    async def index(self, request: Request) -> Response:
+        return JSONResponse({
+            "service": "seedance-batch APIDot simulator",
+            "submit": "POST /api/generate/submit",
+            "status": "GET /api/generate/status/{task_id}",
+            "stats": "GET /_sim/stats",
+        })
+
+    async def _answer(self, request: Request, reply: Reply) -> Response:
+        fault = reply.fault
+        if fault == "drop":
+            return await drop_connection(request)
+        if fault == "malformed":
+            return Response(MALFORMED_BODY, 200, media_type="application/json")
+        if fault == "error_code":
+            return JSONResponse(error_body(500, "server_error", "internal error; please retry"), 200)
+        if fault == "server_error":
+            code = SERVER_ERRORS[self.state.counts["fault.server_error"] % len(SERVER_ERRORS)]
+            return JSONResponse(error_body(code, "server_error", "the service is temporarily unavailable"), code)
+        if fault == "ambiguous_submit":
+            # The task exists and is billed; the client must never learn its id.
+            await self.runtime.pause(self.state.config.faults.hang_seconds)
+            return await drop_connection(request)
+        if fault == "slow" and await self.runtime.pause(self.state.config.faults.slow_seconds):
+            return await drop_connection(request)
+        return JSONResponse(dict(reply.body or {}), reply.status, headers=dict(reply.headers))
+
+
+async def drop_connection(request: Request) -> Response:
+    """Close the client's connection without a single byte of answer.
+
+    ASGI has no way to say "hang up", so this reaches uvicorn's transport through
+    the ``receive`` callable it handed us (its request cycle holds the transport).
+    Once uvicorn sees the disconnect it ignores the response returned here.
+    """
+    cycle = getattr(request.receive, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:  # not served by uvicorn: the best we can do is an error
+        raise RuntimeError("cannot drop the connection under this ASGI server")
+    transport.close()
+    for _ in range(10):  # connection_lost is scheduled with call_soon; let it run
+        if getattr(cycle, "disconnected", True):
+            break
+        await asyncio.sleep(0)
+    return Response(status_code=204)
+
+
+def _crashed(state: SimState) -> Callable[[Request, Exception], Response]:
+    def handler(request: Request, exc: Exception) -> Response:
+        state.counts["500"] += 1
+        return JSONResponse(error_body(500, "server_error", f"the simulator crashed: {type(exc).__name__}"), 500)
+
+    return handler
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    return JSONResponse(error_body(status, kind, str(getattr(exc, "detail", ""))), status)
+
+
+def create_app(config: SimulatorConfig | None = None, *, clock: Callable[[], float] = time.time) -> Starlette:
+    """The simulator as a Starlette app. ``app.state.sim`` is its :class:`SimState`.
+
+    ``clock`` (epoch seconds) drives task life and URL expiry; tests may pass
+    their own to step time by hand.
+    """
+    state = SimState(config or SimulatorConfig(), clock)
+    runtime = Runtime(state)
+    endpoints = Endpoints(state, runtime)
+    routes = [
+        Route("/api/generate/submit", endpoints.submit, methods=["POST"]),
+        Route("/api/generate/status/{task_id}", endpoints.status, methods=["GET"]),
+        Route("/files/{task_id}/video.mp4", endpoints.video, methods=["GET"]),
+        Route("/_sim/stats", endpoints.stats, methods=["GET"]),
+        Route("/", endpoints.index, methods=["GET"]),
+    ]
+    handlers = {Exception: _crashed(state), HTTPException: _http_error}
+    app = Starlette(routes=routes, lifespan=runtime.lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
+    app.state.sim = state
+    app.state.runtime = runtime
+    return app

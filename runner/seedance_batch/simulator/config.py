@@ -1,0 +1,195 @@
+"""Every knob of the simulator, as frozen data.
+
+Clocks: only render time (the latency model) is scaled by ``time_scale``, so a
+60 s render takes 0.06 s at ``time_scale=0.001``. Everything a client measures
+with its own clock stays in real (wall) seconds: URL lifetime, rate-limit
+windows and ``Retry-After``, slow answers, webhook delays.
+
+Faults are all off by default. Each one is decided by a seeded hash of what
+the request is (the body's job key and how many times that body was sent, or
+the task id and how many times its status was asked), never by arrival order,
+so the same requests meet the same faults under any concurrency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+
+from ..errors import UsageError
+
+__all__ = ["Faults", "Latency", "SimulatorConfig", "WebhookFaults"]
+
+# Request faults in the order one uniform draw is split between them.
+REQUEST_FAULTS = ("server_error", "drop", "malformed", "error_code", "slow", "ambiguous_submit")
+ENDPOINTS = frozenset({"submit", "status"})
+
+
+def _frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """How long a task takes, in simulated seconds (before ``time_scale``).
+
+    queued for ``queue_seconds`` (``not_started``), then ``running`` for
+    ``(base_seconds + per_video_second x duration x resolution factor) x model
+    factor``, each stretched by a uniform jitter of +/- ``jitter`` (a fraction).
+    Assumption: APIDot publishes no render times; these defaults are plausible
+    figures for Seedance 2, not measurements.
+    """
+
+    queue_seconds: float = 3.0
+    base_seconds: float = 20.0
+    per_video_second: float = 6.0
+    resolution_factor: Mapping[str, float] = field(
+        default_factory=lambda: _frozen({"480p": 0.6, "720p": 1.0, "1080p": 2.0})
+    )
+    model_factor: Mapping[str, float] = field(default_factory=lambda: _frozen({"seedance-2-fast": 0.6}))
+    jitter: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Request faults (rates are probabilities per request) and task fates.
+
+    server_error      answer 500/502/503 before doing anything
+    drop              close the connection before doing anything, no answer
+    malformed         HTTP 200 whose body is not JSON, nothing done
+    error_code        HTTP 200 with ``{"code": 500, ...}`` inside, nothing done
+    slow              do the work, then hold the answer ``slow_seconds``
+    ambiguous_submit  (submit only) create the task, then never answer: hold the
+                      connection ``hang_seconds`` (or until shutdown) and drop it
+    task_fail         the task ends ``failed`` with an error_message
+    task_stuck        the task stays ``running`` forever
+
+    Every request fault except ``slow`` and ``ambiguous_submit`` leaves no task
+    behind, so a client that retries it is right to. ``on`` limits request
+    faults to some endpoints (``submit``, ``status``).
+    """
+
+    seed: int = 0
+    server_error: float = 0.0
+    drop: float = 0.0
+    malformed: float = 0.0
+    error_code: float = 0.0
+    slow: float = 0.0
+    ambiguous_submit: float = 0.0
+    task_fail: float = 0.0
+    task_stuck: float = 0.0
+    slow_seconds: float = 30.0
+    hang_seconds: float = 600.0
+    on: frozenset[str] = ENDPOINTS
+
+    def __post_init__(self) -> None:
+        for name in (*REQUEST_FAULTS, "task_fail", "task_stuck"):
+            _check_rate(f"faults.{name}", getattr(self, name))
+        _check_total("request fault rates", sum(getattr(self, name) for name in REQUEST_FAULTS))
+        _check_total("task_fail + task_stuck", self.task_fail + self.task_stuck)
+        unknown = set(self.on) - ENDPOINTS
+        if unknown:
+            raise UsageError(f"faults.on: unknown endpoint(s) {', '.join(sorted(unknown))}", hint="use submit, status")
+        object.__setattr__(self, "on", frozenset(self.on))
+
+    @property
+    def any_request_fault(self) -> bool:
+        return any(getattr(self, name) for name in REQUEST_FAULTS)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookFaults:
+    """How callback deliveries misbehave (all off by default).
+
+    duplicate     probability that an event is delivered twice
+    delay         probability that an event is held back ``delay_seconds`` (wall)
+    out_of_order  probability that a stale ``running`` event follows the terminal
+                  one (assumption: the contract only shows terminal events; this
+                  exists to prove receivers never move a task backwards)
+    shape         ``nested`` (``{"data": {...}}``) or ``flat``, both seen in the wild
+    """
+
+    duplicate: float = 0.0
+    delay: float = 0.0
+    delay_seconds: float = 2.0
+    out_of_order: float = 0.0
+    shape: str = "nested"
+
+    def __post_init__(self) -> None:
+        for name in ("duplicate", "delay", "out_of_order"):
+            _check_rate(f"webhooks.{name}", getattr(self, name))
+        if self.shape not in ("nested", "flat"):
+            raise UsageError(f"webhooks.shape: unknown shape {self.shape!r}", hint="use nested or flat")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """Everything the simulator can be told; the defaults behave like a healthy service.
+
+    key_prefix           any Bearer key starting with this is accepted...
+    api_key              ...unless an exact key is set, then only that one is
+    time_scale           real seconds per simulated render second (0.001: 60 s -> 0.06 s)
+    url_ttl              seconds a result file URL stays valid (403 after)
+    credits              starting balance in credits; None means unlimited
+    submits_per_minute   at most this many submits in any 60 s (None: no limit)
+    status_per_minute    the same for status calls
+    prices               a model/price file to use instead of the bundled one
+    """
+
+    key_prefix: str = "sk-sim"
+    api_key: str | None = None
+    time_scale: float = 1.0
+    latency: Latency = field(default_factory=Latency)
+    url_ttl: float = 24 * 3600.0
+    credits: int | None = None
+    submits_per_minute: int | None = None
+    status_per_minute: int | None = None
+    faults: Faults = field(default_factory=Faults)
+    webhooks: WebhookFaults = field(default_factory=WebhookFaults)
+    prices: Path | str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.time_scale > 0:
+            raise UsageError(f"time_scale must be above 0, got {self.time_scale!r}")
+        if not self.url_ttl > 0:
+            raise UsageError(f"url_ttl must be above 0 seconds, got {self.url_ttl!r}")
+        if self.credits is not None and self.credits < 0:
+            raise UsageError(f"credits must be 0 or more, got {self.credits!r}")
+        for name in ("submits_per_minute", "status_per_minute"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"{name} must be 1 or more, got {value!r}", hint="leave it unset for no limit")
+
+    def summary(self) -> dict[str, object]:
+        """The knobs as plain JSON-able data (shown in /_sim/stats); the exact key is masked."""
+        out: dict[str, object] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "api_key":
+                value = None if value is None else "***"
+            elif item.name in ("latency", "faults", "webhooks"):
+                value = {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+            out[item.name] = _plain(value)
+        return out
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"{name} must be a probability from 0 to 1, got {value!r}")
+
+
+def _check_total(what: str, total: float) -> None:
+    if total > 1.0 + 1e-9:
+        raise UsageError(f"{what} add up to {total:g}; they must add up to at most 1")

@@ -1,0 +1,252 @@
+"""The simulated service's state and rules, without HTTP.
+
+:class:`SimState` decides what each call gets (a :class:`Reply`: HTTP status,
+JSON body, headers, and a fault to act out), and keeps the counters that
+``GET /_sim/stats`` shows. The HTTP layer (``app.py``) only translates. All of
+it runs on the server's event loop thread, so no locks are needed.
+
+Error bodies have one shape, for every status::
+
+    {"code": 400, "error": {"type": "invalid_request", "message": "input.duration: ..."}}
+
+(the contract documents the classes, not the body; this shape is an assumption).
+A 400 lists every problem, each as ``field: message``, joined by ``"; "``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..expand import request_key
+from ..models import RuleViolation, check_request, load_catalog, price_request
+from .assets import file_url
+from .config import REQUEST_FAULTS, SimulatorConfig
+from .tasks import Task, draw, make_task
+
+__all__ = ["Reply", "SimState", "error_body"]
+
+STATES = ("not_started", "running", "finished", "failed")
+# Faults acted out instead of doing the work; the others happen after it.
+BEFORE_WORK = frozenset({"server_error", "drop", "malformed", "error_code"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What one call gets. ``fault`` (if any) is acted out by the HTTP layer."""
+
+    status: int
+    body: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    fault: str | None = None
+
+
+def error_body(status: int, kind: str, message: str) -> dict[str, Any]:
+    """The one error shape: ``{"code": status, "error": {"type": kind, "message": message}}``."""
+    return {"code": status, "error": {"type": kind, "message": message}}
+
+
+def _error(status: int, kind: str, message: str, headers: Mapping[str, str] | None = None) -> Reply:
+    return Reply(status, error_body(status, kind, message), dict(headers or {}))
+
+
+class RateWindow:
+    """At most ``limit`` admissions in any ``window`` seconds (a sliding log)."""
+
+    def __init__(self, limit: int | None, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def admit(self, now: float) -> float | None:
+        """None when admitted (and counted); else seconds until a slot frees up."""
+        if self.limit is None:
+            return None
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+        if len(self._times) >= self.limit:
+            return self._times[0] + self.window - now
+        self._times.append(now)
+        return None
+
+
+class SimState:
+    """The world behind the endpoints: tasks, credits, limits, counters."""
+
+    def __init__(self, config: SimulatorConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.catalog = load_catalog(config.prices)
+        self.secret = secrets.token_bytes(16)
+        self.tasks: dict[str, Task] = {}
+        self.spent = 0
+        self.attempts: Counter[str] = Counter()  # submits per body key that passed auth and limits
+        self.accepted: Counter[str] = Counter()  # tasks created per body key (what is billed)
+        self.asked: Counter[str] = Counter()  # status calls per task id
+        self.counts: Counter[str] = Counter()  # requests, errors by status, faults, files
+        self.webhooks: Counter[str] = Counter()
+        self._windows = {
+            "submit": RateWindow(config.submits_per_minute),
+            "status": RateWindow(config.status_per_minute),
+        }
+
+    # -- the gate every API call passes -------------------------------------------------------
+
+    def _gate(self, endpoint: str, authorization: str | None, now: float) -> Reply | None:
+        if not self._key_ok(authorization):
+            self.counts["401"] += 1
+            return _error(401, "authentication_error", "missing or invalid API key; send Authorization: Bearer <key>")
+        wait = self._windows[endpoint].admit(now)
+        if wait is not None:
+            self.counts[f"429.{endpoint}"] += 1
+            limit = self._windows[endpoint].limit
+            retry = str(max(1, int(wait + 0.999)))
+            return _error(429, "rate_limited", f"more than {limit} {endpoint} calls per minute", {"Retry-After": retry})
+        return None
+
+    def _key_ok(self, authorization: str | None) -> bool:
+        scheme, _, key = (authorization or "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            return False
+        if self.config.api_key is not None:
+            return secrets.compare_digest(key, self.config.api_key)
+        return key.startswith(self.config.key_prefix)
+
+    def _fault(self, endpoint: str, subject: str, nth: int) -> str | None:
+        faults = self.config.faults
+        if not faults.any_request_fault or endpoint not in faults.on:
+            return None
+        roll = draw(faults.seed, endpoint, subject, nth)
+        for name in REQUEST_FAULTS:
+            rate = getattr(faults, name)
+            if name == "ambiguous_submit" and endpoint != "submit":
+                continue
+            if roll < rate:
+                self.counts[f"fault.{name}"] += 1
+                return name
+            roll -= rate
+        return None
+
+    # -- submit -------------------------------------------------------------------------------
+
+    def submit(self, authorization: str | None, raw: bytes) -> tuple[Reply, Task | None]:
+        """Handle one ``POST /api/generate/submit``; the task, when one was created."""
+        now = self.clock()
+        self.counts["submit_requests"] += 1
+        denied = self._gate("submit", authorization, now)
+        if denied is not None:
+            return denied, None
+        body, problem = _parse(raw)
+        key = request_key(body) if body is not None else hashlib.sha256(raw).hexdigest()
+        nth = self.attempts[key]
+        self.attempts[key] += 1
+        fault = self._fault("submit", key, nth)
+        if fault in BEFORE_WORK:
+            return Reply(200, fault=fault), None
+        problems = [problem] if body is None else [*check_request(body, self.catalog), *_callback_problems(body)]
+        if problems:
+            self.counts["400"] += 1
+            return _error(400, "invalid_request", "; ".join(f"{p.field}: {p.message}" for p in problems)), None
+        return self._accept(body, key, now, fault)
+
+    def _accept(self, body: Mapping[str, Any], key: str, now: float, fault: str | None) -> tuple[Reply, Task | None]:
+        cost = price_request(body, self.catalog).credits
+        balance = self.config.credits
+        if balance is not None and self.spent + cost > balance:
+            self.counts["402"] += 1
+            left = balance - self.spent
+            return _error(402, "insufficient_credits", f"this job costs {cost} credits; {left} credits left"), None
+        task = make_task(self.config, body, key, self.accepted[key], now, cost)
+        self.accepted[key] += 1
+        self.spent += cost
+        self.tasks[task.task_id] = task
+        data = {"task_id": task.task_id, "status": "not_started", "created_time": task.created_time}
+        return Reply(200, {"code": 200, "data": data}, fault=fault), task
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self, authorization: str | None, task_id: str, base_url: str) -> Reply:
+        """Handle one ``GET /api/generate/status/{task_id}``."""
+        now = self.clock()
+        self.counts["status_calls"] += 1
+        denied = self._gate("status", authorization, now)
+        if denied is not None:
+            return denied
+        nth = self.asked[task_id]
+        self.asked[task_id] += 1
+        fault = self._fault("status", task_id, nth)
+        if fault in BEFORE_WORK:
+            return Reply(200, fault=fault)
+        task = self.tasks.get(task_id)
+        if task is None:
+            self.counts["404"] += 1
+            return _error(404, "not_found", f"no task {task_id!r}")
+        state = task.status_at(now)
+        files = self.files(task, base_url, now) if state == "finished" else []
+        data = {
+            "task_id": task_id,
+            "status": state,
+            "created_time": task.created_time,
+            "output": {"files": files} if files else None,
+            "error_message": task.error_message if state == "failed" else None,
+        }
+        return Reply(200, {"code": 200, "data": data}, fault=fault)
+
+    def files(self, task: Task, base_url: str, now: float) -> list[dict[str, str]]:
+        """The task's result files, with URLs valid for ``url_ttl`` seconds from ``now``."""
+        expires = int(now + self.config.url_ttl + 0.999)
+        return [{"file_url": file_url(base_url, self.secret, task.task_id, expires), "file_type": "video"}]
+
+    # -- introspection ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Everything ``GET /_sim/stats`` shows (see the package docstring for the fields)."""
+        now = self.clock()
+        by_state = Counter({name: 0 for name in STATES})
+        by_state.update(task.status_at(now) for task in self.tasks.values())
+        balance = self.config.credits
+        counts = self.counts
+        return {
+            "submits": {
+                "requests": counts["submit_requests"],
+                "accepted": sum(self.accepted.values()),
+                "by_body": dict(self.accepted),
+                "attempts_by_body": dict(self.attempts),
+            },
+            "status_calls": counts["status_calls"],
+            "rate_limited": {"submit": counts["429.submit"], "status": counts["429.status"]},
+            "errors": {code: counts[code] for code in ("400", "401", "402", "403", "404", "500")},
+            "faults": {name: counts[f"fault.{name}"] for name in REQUEST_FAULTS},
+            "webhooks": {name: self.webhooks[name] for name in WEBHOOK_COUNTS},
+            "tasks": {"total": len(self.tasks), "by_state": dict(by_state)},
+            "credits": {"balance": balance, "spent": self.spent, "left": None if balance is None else balance - self.spent},
+            "files_served": counts["files_served"],
+            "config": self.config.summary(),
+        }
+
+
+WEBHOOK_COUNTS = ("scheduled", "sent", "delivered", "failed", "duplicates", "delayed", "stale")
+
+
+def _parse(raw: bytes) -> tuple[dict[str, Any] | None, RuleViolation | None]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None, RuleViolation("body", "the request body is not valid JSON")
+    if not isinstance(body, dict):
+        return None, RuleViolation("body", "the request body must be a JSON object")
+    return body, None
+
+
+def _callback_problems(body: Mapping[str, Any]) -> list[RuleViolation]:
+    url = body.get("callback_url")
+    if url is None or (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        return []
+    return [RuleViolation("callback_url", "callback_url must be an absolute http(s) URL")]

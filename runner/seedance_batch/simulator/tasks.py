@@ -1,0 +1,115 @@
+"""Simulated tasks: their fate and timing, fixed at submit, read off the clock later.
+
+A task stores when it starts running and when it ends; its status at any moment
+is a pure function of the clock (:meth:`Task.status_at`), so there is no
+background work per task and thousands of tasks cost nothing while they wait.
+Every random choice comes from :func:`draw`, a hash of the seed and what is
+being decided, so the same seed and the same requests give the same tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .config import Latency, SimulatorConfig
+
+__all__ = ["FAILURE_MESSAGES", "Task", "draw", "make_task", "render_seconds"]
+
+# Assumption: APIDot documents no failure texts; these read like what such services say.
+FAILURE_MESSAGES = (
+    "the output was blocked by the content safety filter",
+    "rendering failed on the provider side; submit again",
+    "the reference media could not be fetched",
+)
+
+
+def draw(seed: int, *parts: object) -> float:
+    """A uniform number in [0, 1) fixed by the seed and ``parts`` (no shared RNG state)."""
+    text = "|".join(str(part) for part in (seed, *parts))
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One accepted submit. Times are clock seconds (the simulator's clock, epoch-based).
+
+    ``fate`` is ``finished``, ``failed`` or ``stuck`` (running forever).
+    ``key`` is the job key of the body (``seedance_batch.expand.request_key``).
+    """
+
+    task_id: str
+    key: str
+    model: str
+    created: float
+    starts_at: float
+    ends_at: float
+    fate: str
+    credits: int
+    callback_url: str | None = None
+    error_message: str | None = None
+
+    def status_at(self, now: float) -> str:
+        """``not_started`` -> ``running`` -> ``finished`` | ``failed`` (never, when stuck)."""
+        if now < self.starts_at:
+            return "not_started"
+        if self.fate == "stuck" or now < self.ends_at:
+            return "running"
+        return self.fate
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the task ever reaches a terminal state (and so sends a webhook)."""
+        return self.fate != "stuck"
+
+    @property
+    def created_time(self) -> str:
+        """Submit time as the contract shows it: ``2026-04-19T21:19:42`` (UTC)."""
+        return datetime.fromtimestamp(self.created, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def render_seconds(latency: Latency, model: str, data: Mapping[str, Any], jitter_draw: float) -> float:
+    """Simulated seconds of ``running`` for one request (before ``time_scale``)."""
+    factor = latency.resolution_factor.get(str(data.get("resolution")), 1.0)
+    seconds = latency.base_seconds + latency.per_video_second * int(data.get("duration", 5)) * factor
+    seconds *= latency.model_factor.get(model, 1.0)
+    return seconds * (1.0 + latency.jitter * (2.0 * jitter_draw - 1.0))
+
+
+def make_task(config: SimulatorConfig, body: Mapping[str, Any], key: str, nth: int, now: float, credits: int) -> Task:
+    """The task for the ``nth`` accepted submit of the body whose job key is ``key``."""
+    seed = config.faults.seed
+    task_id = "task-" + hashlib.blake2b(f"{seed}|{key}|{nth}".encode(), digest_size=12).hexdigest()
+    fate = _fate(config, task_id)
+    queue = config.latency.queue_seconds * config.time_scale
+    running = render_seconds(config.latency, body["model"], body["input"], draw(seed, "jitter", task_id))
+    message = None
+    if fate == "failed":
+        message = FAILURE_MESSAGES[int(draw(seed, "message", task_id) * len(FAILURE_MESSAGES))]
+    callback = body.get("callback_url")
+    return Task(
+        task_id=task_id,
+        key=key,
+        model=str(body["model"]),
+        created=now,
+        starts_at=now + queue,
+        ends_at=now + queue + running * config.time_scale,
+        fate=fate,
+        credits=credits,
+        callback_url=callback if isinstance(callback, str) and callback else None,
+        error_message=message,
+    )
+
+
+def _fate(config: SimulatorConfig, task_id: str) -> str:
+    faults = config.faults
+    roll = draw(faults.seed, "fate", task_id)
+    if roll < faults.task_fail:
+        return "failed"
+    if roll < faults.task_fail + faults.task_stuck:
+        return "stuck"
+    return "finished"

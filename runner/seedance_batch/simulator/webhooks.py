@@ -1,0 +1,101 @@
+"""Callback delivery: POST each task's terminal event to its ``callback_url``.
+
+Deliveries run in the background on the server's loop (a timer per task,
+then a task per delivery) and never hold up a response. Each one is a single
+POST with a short timeout; a receiver that fails or is down is counted, not
+retried (assumption: APIDot documents no retry policy, and the contract tells
+receivers to reconcile with the status endpoint anyway). Callback URLs are
+never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from .state import SimState
+from .tasks import Task, draw
+
+__all__ = ["WebhookSender", "event_body"]
+
+log = logging.getLogger(__name__)
+
+
+def event_body(shape: str, task_id: str, status: str, files: list[dict[str, str]]) -> dict[str, Any]:
+    """The event as the contract shows it: ``{"data": {task_id, status, files}}`` or flat."""
+    event = {"task_id": task_id, "status": status, "files": files}
+    return {"data": event} if shape == "nested" else event
+
+
+class WebhookSender:
+    """Schedules and sends callback events; counts them in ``state.webhooks``."""
+
+    def __init__(self, state: SimState, client: httpx.AsyncClient) -> None:
+        self.state = state
+        self.client = client
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._running: set[asyncio.Task[None]] = set()
+
+    def schedule(self, task: Task, base_url: str) -> None:
+        """Arrange delivery of ``task``'s terminal event, if it has a callback and an end."""
+        if task.callback_url is None or not task.terminal:
+            return
+        faults, seed = self.state.config.webhooks, self.state.config.faults.seed
+        delay = max(0.0, task.ends_at - self.state.clock())
+        if draw(seed, "webhook-delay", task.task_id) < faults.delay:
+            delay += faults.delay_seconds
+            self.state.webhooks["delayed"] += 1
+        self.state.webhooks["scheduled"] += 1
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def fire() -> None:
+            self._timers.discard(handle)  # type: ignore[arg-type]
+            self._spawn(lambda: self._deliver(task, base_url))
+
+        handle = loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    def _spawn(self, make: Callable[[], Any]) -> None:
+        running = asyncio.get_running_loop().create_task(make())
+        self._running.add(running)
+        running.add_done_callback(self._running.discard)
+
+    async def _deliver(self, task: Task, base_url: str) -> None:
+        state, seed = self.state, self.state.config.faults.seed
+        shape = state.config.webhooks.shape
+        status = task.fate  # terminal: finished or failed
+        files = state.files(task, base_url, state.clock()) if status == "finished" else []
+        event = event_body(shape, task.task_id, status, files)
+        await self._post(task.callback_url or "", event)
+        if draw(seed, "webhook-duplicate", task.task_id) < state.config.webhooks.duplicate:
+            state.webhooks["duplicates"] += 1
+            await self._post(task.callback_url or "", event)
+        if draw(seed, "webhook-stale", task.task_id) < state.config.webhooks.out_of_order:
+            state.webhooks["stale"] += 1
+            await self._post(task.callback_url or "", event_body(shape, task.task_id, "running", []))
+
+    async def _post(self, url: str, event: dict[str, Any]) -> None:
+        self.state.webhooks["sent"] += 1
+        try:
+            response = await self.client.post(url, json=event)
+        except httpx.HTTPError as exc:
+            # The exception text can hold the URL; say only what kind of failure it was.
+            log.debug("webhook delivery failed: %s", type(exc).__name__)
+            self.state.webhooks["failed"] += 1
+            return
+        self.state.webhooks["delivered" if response.is_success else "failed"] += 1
+
+    async def close(self) -> None:
+        """Drop pending deliveries and stop the ones in flight (at shutdown)."""
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for running in list(self._running):
+            running.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        await self.client.aclose()
