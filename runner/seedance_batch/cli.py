@@ -52,6 +52,48 @@ def prices(prices: str | None) -> int:
 
 # --- commands: simulate --------------------------------------------------------------------
 
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8750, show_default=True, help="0: any free port.")
+@click.option("--time-scale", type=float, default=1.0, show_default=True,
+              help="Real seconds per simulated render second (0.01: a 60 s render takes 0.6 s).")
+@click.option("--key-prefix", default="sk-sim", show_default=True, help="Accept any API key starting with this.")
+@click.option("--credits", type=click.IntRange(min=0), default=None, help="Starting balance; past it: 402.")
+@click.option("--submits-per-minute", type=click.IntRange(min=1), default=None, help="Past it: 429 + Retry-After.")
+@click.option("--status-per-minute", type=click.IntRange(min=1), default=None, help="Past it: 429 + Retry-After.")
+@click.option("--url-ttl", type=float, default=24 * 3600.0, show_default=True, help="Seconds a file URL stays valid.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every fault and task fate.")
+@click.option("--fault", "fault_pairs", multiple=True, metavar="NAME=VALUE",
+              help="A fault rate or time, repeatable: server_error, drop, malformed, error_code, slow, "
+                   "ambiguous_submit, task_fail, task_stuck (0..1); slow_seconds, hang_seconds.")
+@click.option("--webhook", "webhook_pairs", multiple=True, metavar="NAME=VALUE",
+              help="Callback misbehaviour, repeatable: duplicate, delay, out_of_order (0..1); "
+                   "delay_seconds; shape=nested|flat.")
+@PRICES_OPTION
+def simulate(host: str, port: int, seed: int, fault_pairs: tuple[str, ...], webhook_pairs: tuple[str, ...],
+             prices: str | None, **knobs: object) -> int:
+    """Run the local APIDot simulator in the foreground (Ctrl-C stops it). Free: nothing is billed."""
+    from .simulator import Faults, SimulatorConfig, WebhookFaults, serve_until_signal
+    from .simulator.config import parse_knobs
+
+    config = SimulatorConfig(
+        faults=Faults(seed=seed, **parse_knobs(fault_pairs, Faults, flag="--fault")),  # type: ignore[arg-type]
+        webhooks=WebhookFaults(**parse_knobs(webhook_pairs, WebhookFaults, flag="--webhook")),  # type: ignore[arg-type]
+        prices=prices, **knobs,  # type: ignore[arg-type]
+    )
+    serve_until_signal(config, host=host, port=port, announce=_announce_simulator)
+    click.echo("simulator stopped")
+    return EXIT_OK
+
+
+def _announce_simulator(url: str) -> None:
+    click.echo(f"APIDot simulator listening on {url}  (stats: {url}/_sim/stats; Ctrl-C to stop)")
+    click.echo("Point the runner at it:")
+    click.echo(f"  APIDOT_BASE_URL={url} APIDOT_API_KEY=sk-sim-demo seedance-batch run MANIFEST")
+    sys.stdout.flush()
+
+
 # --- commands: run, status -----------------------------------------------------------------
 
 # --- commands: report ----------------------------------------------------------------------

@@ -147,7 +147,7 @@ class Endpoints:
         if fault == "error_code":
             return JSONResponse(error_body(500, "server_error", "internal error; please retry"), 200)
         if fault == "server_error":
-            code = SERVER_ERRORS[self.state.counts["fault.server_error"] % len(SERVER_ERRORS)]
+            code = SERVER_ERRORS[(self.state.counts["fault.server_error"] - 1) % len(SERVER_ERRORS)]
             return JSONResponse(error_body(code, "server_error", "the service is temporarily unavailable"), code)
         if fault == "ambiguous_submit":
             # The task exists and is billed; the client must never learn its id.

@@ -13,14 +13,14 @@ so the same requests meet the same faults under any concurrency.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import UsageError
 
-__all__ = ["Faults", "Latency", "SimulatorConfig", "WebhookFaults"]
+__all__ = ["Faults", "Latency", "SimulatorConfig", "WebhookFaults", "parse_knobs"]
 
 # Request faults in the order one uniform draw is split between them.
 REQUEST_FAULTS = ("server_error", "drop", "malformed", "error_code", "slow", "ambiguous_submit")
@@ -193,3 +193,25 @@ def _check_rate(name: str, value: float) -> None:
 def _check_total(what: str, total: float) -> None:
     if total > 1.0 + 1e-9:
         raise UsageError(f"{what} add up to {total:g}; they must add up to at most 1")
+
+
+def parse_knobs(pairs: Iterable[str], cls: type, *, flag: str) -> dict[str, object]:
+    """``["drop=0.1", "slow_seconds=5"]`` -> keyword arguments for ``cls`` (Faults, WebhookFaults).
+
+    Values take the type of the field's default; ``seed`` and ``on`` are not settable here.
+    """
+    settable = {f.name: f.default for f in fields(cls) if f.name not in ("seed", "on")}
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in settable:
+            raise UsageError(f"{flag} {pair!r}: expected NAME=VALUE", hint=f"NAME is one of: {', '.join(settable)}")
+        if isinstance(settable[name], str):
+            out[name] = text.strip()
+            continue
+        try:
+            out[name] = float(text)
+        except ValueError:
+            raise UsageError(f"{flag} {pair!r}: {text.strip()!r} is not a number") from None
+    return out

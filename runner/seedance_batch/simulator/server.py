@@ -105,13 +105,16 @@ def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
         time.sleep(0.01)
 
 
-def serve_until_signal(config: SimulatorConfig, *, host: str, port: int, announce: Callable[[RunningSimulator], None]) -> None:
-    """Serve in the foreground until SIGINT or SIGTERM, then shut down cleanly."""
+def serve_until_signal(config: SimulatorConfig, *, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Serve in the foreground until SIGINT or SIGTERM, then shut down cleanly.
+
+    ``announce`` gets the base URL once the server answers.
+    """
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with run_simulator(config, host=host, port=port) as sim:
-            announce(sim)
+            announce(sim.base_url)
             while not stop.wait(1.0):
                 pass
     finally:
