@@ -1,0 +1,156 @@
+"""The client's outcome mapping: every HTTP status and transport failure has a type.
+
+Pure mapping is tested directly and through httpx.MockTransport; end-to-end behaviour
+against the real simulator lives in tests/test_engine*.py.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import anyio
+import httpx
+import pytest
+
+from seedance_batch.client import ApiClient, error_for_exception, error_for_response, parse_retry_after
+from seedance_batch.errors import (
+    AmbiguousSubmit,
+    ApiError,
+    AuthenticationError,
+    InsufficientCredits,
+    InvalidRequest,
+    RateLimited,
+    TransientError,
+    UsageError,
+)
+
+KEY = "sk-canary-0123456789"
+BODY = {"model": "seedance-2", "input": {"prompt": "p", "duration": 5, "resolution": "720p"}}
+
+
+def run(coro_fn, *args):
+    return anyio.run(coro_fn, *args)
+
+
+def client_for(handler) -> ApiClient:
+    return ApiClient("http://api.test", KEY, transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize("op", ["submit", "status"])
+def test_every_http_status_maps_to_an_api_error_or_success(op: str) -> None:
+    ok = json.dumps({"code": 200, "data": {"task_id": "t", "status": "not_started"}}).encode()
+    for status in range(100, 600):
+        error = error_for_response(op, status, {}, ok)
+        if 200 <= status < 300:
+            assert error is None, status
+        else:
+            assert isinstance(error, ApiError), status
+            assert not isinstance(error, AmbiguousSubmit), status  # the server answered
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (400, InvalidRequest), (401, AuthenticationError), (402, InsufficientCredits), (403, AuthenticationError),
+    (404, InvalidRequest), (408, TransientError), (429, RateLimited), (500, TransientError),
+    (502, TransientError), (503, TransientError), (302, TransientError),
+])
+def test_documented_statuses(status: int, kind: type) -> None:
+    assert type(error_for_response("submit", status, {}, b"{}")) is kind
+
+
+def test_every_httpx_exception_is_mapped() -> None:
+    classes = [c for c in vars(httpx).values()
+               if inspect.isclass(c) and issubclass(c, httpx.HTTPError) and c is not httpx.HTTPStatusError]
+    assert len(classes) > 15
+    request = httpx.Request("POST", "http://api.test/x")
+    for cls in classes:
+        exc = cls("boom", request=request) if cls is not httpx.HTTPError else cls("boom")
+        for op in ("submit", "status"):
+            assert isinstance(error_for_exception(op, exc), ApiError), (cls, op)
+
+
+@pytest.mark.parametrize(("exc", "submit_kind"), [
+    (httpx.ConnectError, TransientError), (httpx.ConnectTimeout, TransientError),
+    (httpx.PoolTimeout, TransientError), (httpx.ReadTimeout, AmbiguousSubmit),
+    (httpx.ReadError, AmbiguousSubmit), (httpx.RemoteProtocolError, AmbiguousSubmit),
+    (httpx.WriteTimeout, AmbiguousSubmit),
+])
+def test_sent_but_unanswered_submit_is_ambiguous_status_is_transient(exc: type, submit_kind: type) -> None:
+    error = exc("x", request=httpx.Request("GET", "http://a"))
+    assert type(error_for_exception("submit", error)) is submit_kind
+    assert type(error_for_exception("status", error)) is TransientError
+
+
+def test_code_inside_a_2xx() -> None:
+    assert isinstance(error_for_response("status", 200, {}, b'{"code": 500, "msg": "busy"}'), TransientError)
+    assert isinstance(error_for_response("submit", 200, {}, b'{"code": 402}'), InsufficientCredits)
+    assert error_for_response("submit", 200, {}, b'{"code": 0, "data": {}}') is None
+    assert isinstance(error_for_response("submit", 200, {}, b"<html>"), AmbiguousSubmit)
+    assert isinstance(error_for_response("status", 200, {}, b"<html>"), TransientError)
+
+
+def test_retry_after() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    error = error_for_response("submit", 429, {"retry-after": "7"}, b"{}")
+    assert isinstance(error, RateLimited) and error.retry_after == 7.0
+
+
+def test_submit_and_status_speak_the_contract() -> None:
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.method == "POST":
+            return httpx.Response(200, json={"code": 200, "data": {"task_id": "task-1", "status": "not_started"}})
+        return httpx.Response(200, json={"code": 200, "data": {
+            "task_id": "task-1", "status": "finished",
+            "output": {"files": [{"file_url": "http://f/v.mp4", "file_type": "video"}]}, "error_message": None}})
+
+    async def go():
+        async with client_for(handler) as client:
+            return await client.submit(BODY), await client.status("task-1")
+
+    answer, status = run(go)
+    assert (answer.task_id, answer.status) == ("task-1", "not_started")
+    assert status.finished and status.file_urls == ("http://f/v.mp4",)
+    assert seen[0].url.path == "/api/generate/submit" and json.loads(seen[0].content) == BODY
+    assert seen[1].url.path == "/api/generate/status/task-1"
+    assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in seen)
+
+
+def test_unknown_status_is_still_running_and_flat_shape_accepted() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"task_id": "t", "status": "queued_for_gpu"})
+
+    async def go():
+        async with client_for(handler) as client:
+            return await client.status("t")
+
+    status = run(go)
+    assert status.status == "queued_for_gpu" and not status.terminal
+
+
+def test_the_key_is_scrubbed_from_echoed_error_text() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": {"type": "authentication_error",
+                                                   "message": f"bad key {KEY}"}})
+
+    async def go():
+        async with client_for(handler) as client:
+            await client.submit(BODY)
+
+    with pytest.raises(AuthenticationError) as caught:
+        run(go)
+    assert KEY not in str(caught.value) and KEY not in repr(caught.value)
+    assert str(caught.value) == "submit: HTTP 401: bad key ***; check APIDOT_API_KEY (environment or .env)"
+
+
+def test_a_missing_key_or_bad_base_url_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="set APIDOT_API_KEY"):
+        ApiClient("http://api.test", "")
+    with pytest.raises(UsageError, match="must be an http"):
+        ApiClient("api.test", KEY)
