@@ -1,0 +1,140 @@
+"""Reports: report.html, report.csv, report.json, junit.xml and summary.md.
+
+:func:`write_reports` is the one entry point (the run, ``plan --report`` and the
+``report`` command call it). The report itself is a pure function of the plan and
+the ledger's records (:func:`.data.build_report`); each format is a pure function
+of that report; only this module touches the disk and the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..ledger import JobRecord
+from ..plan import Plan
+from .data import Report, build_report
+from .html import report_html
+from .junit import report_junit
+from .markdown import report_markdown
+from .tables import CSV_ENCODING, report_csv, report_json
+
+__all__ = ["ReportPaths", "default_report_dir", "file_sha256", "write_reports"]
+
+# Where the API key lives; its value is scrubbed from every report, should a message quote it.
+API_KEY_ENV = "APIDOT_API_KEY"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPaths:
+    """The files one :func:`write_reports` call wrote."""
+
+    folder: Path
+    html: Path
+    csv: Path
+    json: Path
+    junit: Path
+    summary: Path
+    report: Report
+
+    def files(self) -> tuple[Path, ...]:
+        return (self.html, self.csv, self.json, self.junit, self.summary)
+
+
+def default_report_dir(campaign: str, root: Path | str = "reports") -> Path:
+    """``reports/<campaign>/``, the default report folder."""
+    return Path(root) / campaign
+
+
+def write_reports(
+    plan: Plan,
+    records: Iterable[JobRecord],
+    *,
+    out_dir: Path | str,
+    output_dir: Path | str = "renders",
+    manifest_path: Path | str | None = None,
+    manifest_sha256: str | None = None,
+    started_at: datetime | str | None = None,
+    finished_at: datetime | str | None = None,
+    secrets: Iterable[str] = (),
+    step_summary: bool = True,
+) -> ReportPaths:
+    """Write the five reports of ``plan`` + ledger ``records`` into ``out_dir``.
+
+    ``output_dir`` is where downloaded videos live (``<output_dir>/<job.output_path>``);
+    the HTML links them relative to ``out_dir``. ``manifest_sha256`` is computed from
+    ``manifest_path`` (default: the plan's) when not given. ``started_at``/``finished_at``
+    are the run's bounds (default: the span of the ledger's activity). The API key from
+    the environment and any ``secrets`` are scrubbed from every file. With
+    ``step_summary`` and ``$GITHUB_STEP_SUMMARY`` set, summary.md is appended there too.
+    Each file is replaced atomically, so a report rebuilt mid-run is never half written.
+    """
+    folder, renders = Path(out_dir), Path(output_dir)
+    manifest = Path(manifest_path) if manifest_path is not None else plan.manifest_path
+    report = build_report(
+        plan, records,
+        report_dir=_from_cwd(folder), output_dir=_from_cwd(renders),
+        manifest_path=str(manifest),
+        manifest_sha256=manifest_sha256 or file_sha256(manifest),
+        generated_at=datetime.now(timezone.utc),
+        present=_downloaded(plan, renders),
+        started_at=started_at, finished_at=finished_at,
+        secrets=(os.environ.get(API_KEY_ENV), *secrets),
+    )
+    paths = _paths(folder, report)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = report_markdown(report)
+    _replace(paths.html, report_html(report), "utf-8")
+    _replace(paths.csv, report_csv(report), CSV_ENCODING)
+    _replace(paths.json, report_json(report), "utf-8")
+    _replace(paths.junit, report_junit(report), "utf-8")
+    _replace(paths.summary, summary, "utf-8")
+    if step_summary and os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as out:
+            out.write(summary + "\n")
+    return paths
+
+
+def _paths(folder: Path, report: Report) -> ReportPaths:
+    return ReportPaths(
+        folder=folder, html=folder / "report.html", csv=folder / "report.csv", json=folder / "report.json",
+        junit=folder / "junit.xml", summary=folder / "summary.md", report=report,
+    )
+
+
+def file_sha256(path: Path | str) -> str:
+    """sha256 of a file's bytes; empty when it cannot be read (a plan built in memory)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 16), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+def _from_cwd(path: Path) -> str:
+    """``path`` relative to the working directory, with forward slashes (links need them)."""
+    try:
+        return Path(os.path.relpath(path.resolve())).as_posix()
+    except ValueError:  # another drive on Windows: keep it absolute
+        return path.resolve().as_posix()
+
+
+def _downloaded(plan: Plan, output_dir: Path) -> frozenset[str]:
+    return frozenset(
+        planned.priced.job.output_path for planned in plan.jobs
+        if (output_dir / planned.priced.job.output_path).is_file()
+    )
+
+
+def _replace(path: Path, text: str, encoding: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding=encoding, newline="") as out:
+        out.write(text)
+    os.replace(temporary, path)

@@ -1,0 +1,310 @@
+"""What every report shows: one row per job and the campaign's totals.
+
+A pure function of the plan (the manifest's jobs, their prices, the budget) and
+the ledger's records (what happened to them). It works from a plan alone
+(``plan --report``: every job ``planned``), mid-run, and after a crash: a job's
+state is its latest ledger record with the same key, else ``planned``.
+
+Every text is redacted here (see :mod:`.redact`), once, so no output format can
+forget to. Money stays :class:`~decimal.Decimal`; formats decide how to print it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from ..ledger import JobRecord, JobState
+from ..plan import Plan, PlannedJob
+from .redact import Redactor
+
+__all__ = ["PLANNED", "STATES", "Report", "ReportRow", "Totals", "build_report", "parse_time"]
+
+# A job with no ledger record yet: in the plan, never submitted.
+PLANNED = "planned"
+# Every state a report row can have, in the order totals list them.
+STATES: tuple[str, ...] = (
+    JobState.DONE.value, JobState.FINISHED.value, JobState.SUBMITTED.value, JobState.SUBMITTING.value,
+    JobState.PENDING.value, PLANNED, JobState.TIMED_OUT.value, JobState.UNKNOWN.value, JobState.FAILED.value,
+)
+# States that mean "this render did not succeed": failures in junit.xml and summary.md.
+PROBLEM_STATES = frozenset({JobState.FAILED.value, JobState.UNKNOWN.value, JobState.TIMED_OUT.value})
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One job as every report format shows it (texts already redacted).
+
+    ``video`` is the downloaded file's path relative to the working directory
+    (``<output_dir>/<job.output_path>``); ``href`` the same file relative to the
+    report folder, set only when the file is there.
+    """
+
+    label: str
+    shot: str
+    combination: tuple[tuple[str, str], ...]
+    key: str
+    model: str
+    resolution: str
+    duration: int
+    aspect_ratio: str | None
+    generate_audio: bool | None
+    state: str
+    change: str
+    attempts: int
+    credits: int
+    cost_usd: Decimal
+    fal_usd: Decimal
+    spent_usd: Decimal
+    spent_credits: int
+    task_id: str | None
+    submitted_at: str | None
+    finished_at: str | None
+    render_seconds: float | None
+    video: str
+    href: str | None
+    size: int | None
+    sha256: str | None
+    file_url: str | None
+    error_class: str | None
+    error_message: str | None
+    prompt: str
+    private: bool
+
+    @property
+    def problem(self) -> bool:
+        """Failed, unknown or timed out: a failure for CI."""
+        return self.state in PROBLEM_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The campaign's figures: jobs by state, seconds of video, money.
+
+    ``usd_planned`` is the list price of every job of the manifest; ``usd_spent``
+    what the ledger says was (or may have been) charged for the campaign, jobs no
+    longer in the manifest (``superseded``) included; ``fal_usd`` what the
+    comparison provider would charge for the whole campaign.
+    """
+
+    jobs: int
+    by_state: Mapping[str, int]
+    problems: int
+    seconds_planned: int
+    seconds_rendered: int
+    credits_planned: int
+    credits_spent: int
+    usd_planned: Decimal
+    usd_spent: Decimal
+    fal_usd: Decimal
+    budget_usd: Decimal | None
+    superseded_jobs: int
+    superseded_usd: Decimal
+
+    @property
+    def within_budget(self) -> bool:
+        return self.budget_usd is None or self.usd_spent <= self.budget_usd
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything the five report files show, in one record."""
+
+    campaign: str
+    manifest_path: str
+    manifest_sha256: str
+    generated_at: str
+    started_at: str | None
+    finished_at: str | None
+    duration_seconds: float | None
+    prices_source: str
+    prices_snapshot: str
+    comparison: str
+    rows: tuple[ReportRow, ...]
+    totals: Totals
+
+
+def build_report(
+    plan: Plan,
+    records: Iterable[JobRecord],
+    *,
+    report_dir: str,
+    output_dir: str,
+    manifest_sha256: str,
+    generated_at: datetime,
+    present: Collection[str] = frozenset(),
+    started_at: datetime | str | None = None,
+    finished_at: datetime | str | None = None,
+    secrets: Iterable[str | None] = (),
+    manifest_path: str | None = None,
+) -> Report:
+    """The report of ``plan`` given the campaign's ledger ``records`` (oldest first).
+
+    ``report_dir`` and ``output_dir`` are paths relative to the working directory
+    (they decide the relative links); ``present`` holds the ``job.output_path`` of
+    every downloaded file found on disk; ``manifest_path`` overrides the plan's
+    (as the user typed it). When ``records`` is empty the plan's own
+    records are used, so a plan made against the ledger reports what it knows.
+    """
+    redactor = Redactor(secrets)
+    by_key = _latest_by_key(records) or _latest_by_key(p.record for p in plan.jobs if p.record)
+    keys = set()
+    rows = []
+    for planned in plan.jobs:
+        keys.add(planned.priced.job.key)
+        record = by_key.get(planned.priced.job.key)
+        rows.append(_row(planned, record, redactor, report_dir, output_dir, present))
+    superseded = [r for k, r in by_key.items() if k not in keys]
+    start, end = _run_window(started_at, finished_at, by_key.values())
+    return Report(
+        campaign=plan.campaign,
+        manifest_path=manifest_path or str(plan.manifest_path),
+        manifest_sha256=manifest_sha256,
+        generated_at=_iso(generated_at),
+        started_at=_iso(start),
+        finished_at=_iso(end),
+        duration_seconds=(end - start).total_seconds() if start and end else None,
+        prices_source=plan.catalog.source,
+        prices_snapshot=plan.catalog.snapshot_date,
+        comparison=plan.catalog.comparison,
+        rows=tuple(rows),
+        totals=_totals(rows, superseded, plan.budget_usd),
+    )
+
+
+def _latest_by_key(records: Iterable[JobRecord]) -> dict[str, JobRecord]:
+    latest: dict[str, JobRecord] = {}
+    for record in records:
+        latest[record.key] = record  # oldest first: the last one is the newest
+    return latest
+
+
+def _row(
+    planned: PlannedJob,
+    record: JobRecord | None,
+    redactor: Redactor,
+    report_dir: str,
+    output_dir: str,
+    present: Collection[str],
+) -> ReportRow:
+    job, cost = planned.priced.job, planned.priced.cost
+    data: Mapping[str, Any] = job.input
+    video = posixpath.normpath(posixpath.join(output_dir, job.output_path))
+    rec = record or _NO_RECORD
+    return ReportRow(
+        label=job.label,
+        shot=job.shot,
+        combination=tuple((str(k), redactor.text(_text(v)) or "") for k, v in job.combination.items()),
+        key=job.key,
+        model=job.model,
+        resolution=str(data.get("resolution", "")),
+        duration=int(data.get("duration", 0)),
+        aspect_ratio=data.get("aspect_ratio"),
+        generate_audio=data.get("generate_audio"),
+        state=record.state.value if record else PLANNED,
+        change=planned.change.value,
+        attempts=rec.attempts,
+        credits=cost.credits,
+        cost_usd=cost.usd,
+        fal_usd=cost.fal_usd,
+        spent_usd=rec.cost_usd if record and record.charged else Decimal(0),
+        spent_credits=rec.credits if record and record.charged else 0,
+        task_id=rec.task_id,
+        submitted_at=rec.submitted_at,
+        finished_at=rec.finished_at,
+        render_seconds=_seconds_between(rec.submitted_at, rec.finished_at),
+        video=video,
+        href=_relative(video, report_dir) if job.output_path in present else None,
+        size=rec.size,
+        sha256=rec.sha256,
+        file_url=redactor.text(rec.file_url),
+        error_class=rec.error_class,
+        error_message=redactor.text(rec.error_message),
+        prompt=redactor.prompt(data.get("prompt"), private=job.private),
+        private=job.private,
+    )
+
+
+# Stands in for a missing record so _row reads one shape; never reported as a state.
+_NO_RECORD = JobRecord(campaign="", key="", label="", shot="", request={}, state=JobState.PENDING)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _relative(path: str, start: str) -> str:
+    # Links in the HTML are relative so the folder can be zipped and shared.
+    return posixpath.relpath(path, posixpath.normpath(start))
+
+
+def _totals(rows: list[ReportRow], superseded: list[JobRecord], budget: Decimal | None) -> Totals:
+    by_state = {state: 0 for state in STATES}
+    for row in rows:
+        by_state[row.state] = by_state.get(row.state, 0) + 1
+    old_usd = sum((r.cost_usd for r in superseded if r.charged), Decimal(0))
+    old_credits = sum(r.credits for r in superseded if r.charged)
+    return Totals(
+        jobs=len(rows),
+        by_state=by_state,
+        problems=sum(1 for row in rows if row.problem),
+        seconds_planned=sum(row.duration for row in rows),
+        seconds_rendered=sum(row.duration for row in rows if row.state == JobState.DONE.value),
+        credits_planned=sum(row.credits for row in rows),
+        credits_spent=sum(row.spent_credits for row in rows) + old_credits,
+        usd_planned=sum((row.cost_usd for row in rows), Decimal(0)),
+        usd_spent=sum((row.spent_usd for row in rows), Decimal(0)) + old_usd,
+        fal_usd=sum((row.fal_usd for row in rows), Decimal(0)),
+        budget_usd=budget,
+        superseded_jobs=len(superseded),
+        superseded_usd=old_usd,
+    )
+
+
+def parse_time(value: datetime | str | None) -> datetime | None:
+    """An ISO-8601 timestamp (``Z`` accepted) as an aware UTC datetime; None if absent or bad."""
+    if value is None or isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)  # the ledger writes UTC
+    return moment
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    first, last = parse_time(start), parse_time(end)
+    return (last - first).total_seconds() if first and last else None
+
+
+def _run_window(
+    started_at: datetime | str | None, finished_at: datetime | str | None, records: Iterable[JobRecord]
+) -> tuple[datetime | None, datetime | None]:
+    """The run's start and end as given, else the span of the ledger's activity."""
+    start, end = parse_time(started_at), parse_time(finished_at)
+    if start and end:
+        return start, end
+    moments = [
+        t for r in records
+        for t in (parse_time(r.created_at), parse_time(r.submitted_at), parse_time(r.updated_at),
+                  parse_time(r.finished_at), parse_time(r.downloaded_at))
+        if t is not None
+    ]
+    if not moments:
+        return start, end
+    return start or min(moments), end or max(moments)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

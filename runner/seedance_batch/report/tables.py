@@ -1,0 +1,136 @@
+"""report.csv and report.json: the same rows, for spreadsheets and for scripts.
+
+CSV columns are a stable interface (README "Reports" lists them): new columns are
+only ever appended. The file is RFC 4180 (``csv`` module, CRLF line ends, fields
+with commas, quotes or newlines quoted) in UTF-8 *with* a byte-order mark, because
+Excel reads a CSV without one in the local code page and garbles non-ASCII prompts;
+LibreOffice, Google Sheets and ``csv``/pandas with ``utf-8-sig`` read it as well.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from typing import Any
+
+from .data import Report, ReportRow, Totals
+
+__all__ = ["CSV_COLUMNS", "CSV_ENCODING", "report_csv", "report_dict", "report_json"]
+
+CSV_ENCODING = "utf-8-sig"
+CSV_COLUMNS: tuple[str, ...] = (
+    "label", "shot", "combination", "state", "model", "resolution", "duration_s", "aspect_ratio",
+    "generate_audio", "attempts", "credits", "cost_usd", "fal_usd", "spent_usd", "render_s",
+    "submitted_at", "finished_at", "task_id", "file", "size", "sha256", "error_class",
+    "error_message", "private", "prompt", "key", "change",
+)
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FREE_TEXT = frozenset({"label", "shot", "combination", "error_message", "prompt"})
+JSON_SCHEMA_ID = "seedance-batch/report/1"
+
+
+def report_csv(report: Report) -> str:
+    """The CSV text (one row per job, header first); write it with :data:`CSV_ENCODING`."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in report.rows:
+        values = _csv_values(row)
+        writer.writerow([_cell(name, values[name]) for name in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _csv_values(row: ReportRow) -> dict[str, Any]:
+    return {
+        "label": row.label, "shot": row.shot, "combination": combination_text(row), "state": row.state,
+        "model": row.model, "resolution": row.resolution, "duration_s": row.duration,
+        "aspect_ratio": row.aspect_ratio, "generate_audio": _bool(row.generate_audio),
+        "attempts": row.attempts, "credits": row.credits, "cost_usd": _money(row.cost_usd),
+        "fal_usd": _money(row.fal_usd), "spent_usd": _money(row.spent_usd),
+        "render_s": None if row.render_seconds is None else f"{row.render_seconds:g}",
+        "submitted_at": row.submitted_at, "finished_at": row.finished_at, "task_id": row.task_id,
+        "file": row.video if row.href else None, "size": row.size, "sha256": row.sha256,
+        "error_class": row.error_class, "error_message": row.error_message,
+        "private": _bool(row.private), "prompt": row.prompt, "key": row.key, "change": row.change,
+    }
+
+
+def _cell(name: str, value: Any) -> str:
+    text = "" if value is None else str(value)
+    if name in _FREE_TEXT and text.startswith(_FORMULA_START):
+        return "'" + text  # shown as typed, never evaluated
+    return text
+
+
+def combination_text(row: ReportRow) -> str:
+    """``locale=en-US; ratio=16:9``: the combination in one cell."""
+    return "; ".join(f"{axis}={value}" for axis, value in row.combination)
+
+
+def _bool(value: bool | None) -> str | None:
+    return None if value is None else ("true" if value else "false")
+
+
+def _money(value: Decimal) -> str:
+    # Exact decimal text, no float rounding, no currency sign: a number in any spreadsheet.
+    return format(value.normalize(), "f") if value else "0"
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    """The report as one JSON-ready object: header, totals, and the jobs (money in USD numbers)."""
+    return {
+        "schema": JSON_SCHEMA_ID,
+        "campaign": report.campaign,
+        "manifest": {"path": report.manifest_path, "sha256": report.manifest_sha256},
+        "generated_at": report.generated_at,
+        "run": {
+            "started_at": report.started_at, "finished_at": report.finished_at,
+            "duration_s": report.duration_seconds,
+        },
+        "prices": {"source": report.prices_source, "snapshot_date": report.prices_snapshot,
+                   "comparison": report.comparison},
+        "totals": _totals_dict(report.totals),
+        "jobs": [_row_dict(row) for row in report.rows],
+    }
+
+
+def report_json(report: Report) -> str:
+    """:func:`report_dict` as indented UTF-8 JSON text."""
+    return json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def _totals_dict(totals: Totals) -> dict[str, Any]:
+    return {
+        "jobs": totals.jobs,
+        "by_state": dict(totals.by_state),
+        "problems": totals.problems,
+        "seconds_planned": totals.seconds_planned,
+        "seconds_rendered": totals.seconds_rendered,
+        "credits_planned": totals.credits_planned,
+        "credits_spent": totals.credits_spent,
+        "usd_planned": float(totals.usd_planned),
+        "usd_spent": float(totals.usd_spent),
+        "fal_usd": float(totals.fal_usd),
+        "budget_usd": None if totals.budget_usd is None else float(totals.budget_usd),
+        "within_budget": totals.within_budget,
+        "superseded_jobs": totals.superseded_jobs,
+        "superseded_usd": float(totals.superseded_usd),
+    }
+
+
+def _row_dict(row: ReportRow) -> dict[str, Any]:
+    return {
+        "label": row.label, "shot": row.shot, "combination": dict(row.combination), "key": row.key,
+        "state": row.state, "change": row.change, "model": row.model, "resolution": row.resolution,
+        "duration_s": row.duration, "aspect_ratio": row.aspect_ratio, "generate_audio": row.generate_audio,
+        "attempts": row.attempts, "credits": row.credits, "cost_usd": float(row.cost_usd),
+        "fal_usd": float(row.fal_usd), "spent_usd": float(row.spent_usd), "spent_credits": row.spent_credits,
+        "task_id": row.task_id, "submitted_at": row.submitted_at, "finished_at": row.finished_at,
+        "render_s": row.render_seconds, "file": row.video, "downloaded": row.href is not None,
+        "size": row.size, "sha256": row.sha256, "file_url": row.file_url,
+        "error_class": row.error_class, "error_message": row.error_message,
+        "private": row.private, "prompt": row.prompt,
+    }

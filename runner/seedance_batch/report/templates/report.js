@@ -1,0 +1,86 @@
+(function () {
+  "use strict";
+
+  // Videos get their src only when their cell comes near the viewport:
+  // a 2,000-job sheet must not ask for 2,000 files at load.
+  function loadVideo(video) {
+    if (video.dataset.src) {
+      video.src = video.dataset.src;
+      video.removeAttribute("data-src");
+    }
+  }
+  var videos = document.querySelectorAll("video[data-src]");
+  if ("IntersectionObserver" in window) {
+    var observer = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (entry.isIntersecting) {
+          loadVideo(entry.target);
+          observer.unobserve(entry.target);
+        }
+      });
+    }, { rootMargin: "400px" });
+    videos.forEach(function (video) { observer.observe(video); });
+  } else {
+    videos.forEach(loadVideo);
+  }
+
+  var table = document.getElementById("jobs");
+  if (!table) { return; }
+  var body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+  var filter = document.getElementById("filter");
+  var state = document.getElementById("state");
+  var shown = document.getElementById("shown");
+  var texts = null;
+
+  function cellValue(row, index, numeric) {
+    var cell = row.cells[index];
+    if (numeric) { return parseFloat(cell.getAttribute("data-v")) || 0; }
+    return cell.textContent.trim().toLowerCase();
+  }
+
+  function sortBy(header) {
+    var index = header.cellIndex;
+    var numeric = header.getAttribute("data-sort") === "num";
+    var ascending = header.getAttribute("aria-sort") !== "ascending";
+    table.querySelectorAll("th[aria-sort]").forEach(function (th) { th.removeAttribute("aria-sort"); });
+    header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var keyed = rows.map(function (row, order) { return [cellValue(row, index, numeric), order, row]; });
+    keyed.sort(function (a, b) {
+      var diff = numeric ? a[0] - b[0] : a[0].localeCompare(b[0], undefined, { numeric: true });
+      return (ascending ? diff : -diff) || a[1] - b[1];
+    });
+    rows = keyed.map(function (item) { return item[2]; });
+    var fragment = document.createDocumentFragment();
+    rows.forEach(function (row) { fragment.appendChild(row); });
+    body.appendChild(fragment);
+  }
+
+  function applyFilter() {
+    if (texts === null) {
+      texts = new Map();
+      rows.forEach(function (row) { texts.set(row, row.textContent.toLowerCase()); });
+    }
+    var words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var wanted = state.value;
+    var count = 0;
+    rows.forEach(function (row) {
+      var text = texts.get(row);
+      var stateOk = !wanted || (wanted === "problems" ? row.hasAttribute("data-problem") : row.getAttribute("data-state") === wanted);
+      var visible = stateOk && words.every(function (word) { return text.indexOf(word) !== -1; });
+      row.hidden = !visible;
+      if (visible) { count += 1; }
+    });
+    shown.textContent = count + " of " + rows.length + " jobs";
+  }
+
+  table.querySelectorAll("th[data-sort]").forEach(function (header) {
+    header.tabIndex = 0;
+    header.addEventListener("click", function () { sortBy(header); });
+    header.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(header); }
+    });
+  });
+  filter.addEventListener("input", applyFilter);
+  state.addEventListener("change", applyFilter);
+})();
