@@ -311,7 +311,7 @@ class Ledger:
         if api_status is not None:
             fields["api_status"] = api_status
         return self._move(campaign, key, JobState.FAILED, "failed",
-                          {JobState.SUBMITTING, JobState.SUBMITTED, JobState.FINISHED, JobState.TIMED_OUT}, **fields)
+                          {JobState.PENDING, JobState.SUBMITTING, JobState.SUBMITTED, JobState.FINISHED, JobState.TIMED_OUT}, **fields)
 
     def status_seen(self, campaign: str, key: str, api_status: str) -> bool:
         """A status answer that changes nothing but the service's word for it (``running``...)."""

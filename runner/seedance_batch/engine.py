@@ -1,0 +1,497 @@
+"""The run: rate-limited concurrent submits, adaptive tracking, downloads, all through the ledger.
+
+:func:`execute` takes a :class:`~seedance_batch.plan.Plan` and does what it
+says: jobs with ``submit=True`` are submitted, ``in-flight`` ones are tracked
+and downloaded without paying again. The ledger is written before and after
+every submit (see ledger.py); the order of events for one submit is::
+
+    ledger: submitting (committed)  ->  POST  ->  ledger: submitted + task_id (committed)
+                                              \\-> 429/5xx/not sent: pending, retry later
+                                              \\-> sent, no answer: unknown, never again
+                                              \\-> 400: failed;  401/402: pending, stop
+
+Stopping: a 401/402 stops submitting at once (every later submit would fail
+the same way) and tracking continues; the budget stops it before the job that
+would cross it; Ctrl-C once stops submitting and keeps tracking, twice leaves
+at once (a submit in the air becomes ``unknown``). See :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import stamina
+import stamina.instrumentation
+
+from .client import ApiClient, TaskStatus
+from .downloads import UrlExpired, download, safe_target
+from .errors import (
+    EXIT_ACCOUNT,
+    EXIT_BUDGET,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    AccountError,
+    AmbiguousSubmit,
+    ApiError,
+    InvalidRequest,
+    RateLimited,
+    SeedanceError,
+    TransientError,
+    UsageError,
+)
+from .expand import Job
+from .ledger import JobRecord, JobState, Ledger
+from .plan import Plan, PlannedJob
+from .polling import Bucket, RenderClock
+from .progress import Progress, QuietProgress
+from .ratelimit import Pacer
+from .tracking import Tracked, Tracker
+
+__all__ = ["RunResult", "RunSettings", "execute"]
+
+DOWNLOAD_CONCURRENCY = 8
+URL_REFRESHES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How a run behaves: the manifest's ``run:`` section, then command-line overrides.
+
+    Durations are service seconds; ``time_scale`` (``--simulate``) compresses all
+    of them together with the simulator's render times, rate limits included, so
+    a simulated run behaves like a real one, only faster.
+    """
+
+    submits_per_minute: float = 30.0
+    status_per_minute: float = 120.0
+    max_in_flight: int = 8
+    max_attempts: int = 5
+    timeout: float = 1800.0
+    poll_interval: float = 1.0
+    callback_url: str | None = None
+    confirm_above_usd: Decimal | None = None
+    output_dir: Path = Path("renders")
+    time_scale: float = 1.0
+    retry_wait_initial: float = 1.0
+    retry_wait_max: float = 60.0
+
+    @classmethod
+    def build(cls, run: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, **fixed: Any) -> RunSettings:
+        """Settings from a manifest's ``run:`` mapping, with non-None ``overrides`` winning."""
+        values: dict[str, Any] = {}
+        names = set(cls.__dataclass_fields__)
+        for source in (run, overrides or {}):
+            values.update({k: v for k, v in source.items() if k in names and v is not None})
+        values.update(fixed)
+        if values.get("confirm_above_usd") is not None:
+            values["confirm_above_usd"] = Decimal(str(values["confirm_above_usd"]))
+        for name in ("submits_per_minute", "status_per_minute", "timeout", "poll_interval", "time_scale"):
+            if name in values and not float(values[name]) > 0:
+                raise UsageError(f"{name.replace('_', '-')} must be above 0, got {values[name]!r}")
+        for name in ("max_in_flight", "max_attempts"):
+            if name in values and int(values[name]) < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be 1 or more, got {values[name]!r}")
+        return cls(**values)
+
+    def real(self, service_seconds: float) -> float:
+        """Real seconds for a span of service time."""
+        return service_seconds * self.time_scale
+
+
+@dataclass
+class RunResult:
+    """How a run ended. ``error`` (account, budget) is what the CLI raises after the report."""
+
+    records: list[JobRecord]
+    interrupted: bool = False
+    stopped_by_budget: bool = False
+    error: SeedanceError | None = None
+    submitted: int = 0
+    unknown_recovered: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs of the plan per final ledger state."""
+        out: dict[str, int] = {}
+        for rec in self.records:
+            out[rec.state.value] = out.get(rec.state.value, 0) + 1
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        """130 interrupted; 4 account; 3 budget; 1 anything not done; else 0."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if isinstance(self.error, AccountError):
+            return EXIT_ACCOUNT
+        if self.stopped_by_budget:
+            return EXIT_BUDGET
+        if any(rec.state is not JobState.DONE for rec in self.records):
+            return EXIT_FAILED
+        return EXIT_OK
+
+
+class _StopSubmitting(Exception):
+    """Raised inside a retry loop when the run has stopped submitting."""
+
+
+class Backoff:
+    """stamina backoff hook: retry only the retryable types; full jitter; honour Retry-After."""
+
+    def __init__(self, settings: RunSettings, retryable: tuple[type[Exception], ...]) -> None:
+        self._settings = settings
+        self._retryable = retryable
+        self._tries = 0
+
+    def __call__(self, exc: Exception) -> bool | float:
+        if not isinstance(exc, self._retryable):
+            return False
+        self._tries += 1
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return exc.retry_after
+        cap = min(self._settings.retry_wait_max, self._settings.retry_wait_initial * 2 ** (self._tries - 1))
+        return self._settings.real(random.uniform(0, cap))
+
+
+class Engine:
+    """One run's moving parts. Use :func:`execute`."""
+
+    def __init__(self, plan: Plan, settings: RunSettings, client: ApiClient, ledger: Ledger, progress: Progress):
+        self.plan, self.settings, self.client, self.ledger, self.progress = plan, settings, client, ledger, progress
+        self.campaign = plan.campaign
+        scale = settings.time_scale
+        self.submit_pacer = Pacer(settings.submits_per_minute / scale)
+        self.status_pacer = Pacer(settings.status_per_minute / scale)
+        self.slots = anyio.Semaphore(settings.max_in_flight)
+        self.downloads = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
+        self.tracker = Tracker(self._poll, RenderClock(floor=settings.poll_interval), time_scale=scale)
+        self.spent = plan.spent_usd
+        self.reserved = Decimal(0)
+        self.stop_reason: str | None = None
+        self.error: SeedanceError | None = None
+        self.stopped_by_budget = False
+        self.interrupted = False
+        self.submitted = 0
+        self.status_calls = 0
+        self._signalled = 0
+
+    # --- the whole run -----------------------------------------------------------------------
+
+    async def run(self, *, handle_signals: bool) -> None:
+        self.progress.start(len(self.plan.to_submit) + len(self._resumable()), self.plan.budget_usd, self.spent)
+        async with anyio.create_task_group() as outer:
+            if handle_signals:
+                outer.start_soon(self._watch_signals, outer.cancel_scope)
+            async with anyio.create_task_group() as work:
+                work.start_soon(self.tracker.run)
+                for planned in self._resumable():
+                    self._resume(planned, work)
+                async with anyio.create_task_group() as submits:
+                    await self._submit_all(submits)
+                self.tracker.close()  # every submit has ended: no more jobs to track will come
+            outer.cancel_scope.cancel()
+
+    def _resumable(self) -> list[PlannedJob]:
+        return [p for p in self.plan.jobs if not p.submit and p.record is not None and p.record.task_id
+                and p.record.key == p.priced.job.key and p.record.state.in_flight]
+
+    def _resume(self, planned: PlannedJob, work: anyio.abc.TaskGroup) -> None:
+        rec = planned.record
+        assert rec is not None and rec.task_id is not None
+        item = self._tracked(planned.priced.job, rec.task_id, _age_seconds(rec.submitted_at), resumed=True)
+        item.holds_slot = _try_acquire(self.slots)
+        self.progress.job(planned.label, "tracking", rec.task_id)
+        if rec.state is JobState.FINISHED and rec.file_url:
+            item.file_url = rec.file_url
+            work.start_soon(self._fetch, item)
+        else:
+            self.tracker.add(item)
+
+    def _tracked(self, job: Job, task_id: str, age: float, *, resumed: bool) -> Tracked:
+        now = time.monotonic()
+        started = now - age
+        window = self.settings.real(self.settings.timeout)
+        deadline = now + window if resumed else started + window
+        data = job.request["input"]
+        bucket = Bucket(job.model, str(data.get("resolution")), int(data.get("duration", 0)))
+        return Tracked(job=job, task_id=task_id, bucket=bucket, started=started, deadline=deadline)
+
+    async def _watch_signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self._signalled += 1
+                if signum == signal.SIGINT and self._signalled == 1:
+                    self._stop("interrupted: no new submits; tracking what is in flight "
+                               "(Ctrl-C again to leave now; the ledger is saved either way)")
+                    self.interrupted = True
+                    continue
+                self.progress.note("interrupted: leaving now; run the same command again to resume")
+                self.interrupted = True
+                scope.cancel()
+                return
+
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.progress.note(reason)
+
+    # --- submitting ---------------------------------------------------------------------------
+
+    async def _submit_all(self, work: anyio.abc.TaskGroup) -> None:
+        for planned in self.plan.to_submit:
+            await self.slots.acquire()
+            if self.stop_reason is not None:
+                self.slots.release()
+                break
+            cost = planned.priced.cost.usd
+            budget = self.plan.budget_usd
+            if budget is not None and self.spent + self.reserved + cost > budget:
+                self.slots.release()
+                self.stopped_by_budget = True
+                self._stop(f"budget: {planned.label} (${cost:.2f}) would take the spend past ${budget:.2f}; "
+                           "no more submits")
+                break
+            self.reserved += cost
+            work.start_soon(self._submit_and_track, planned)
+
+    async def _submit_and_track(self, planned: PlannedJob) -> None:
+        job, cost = planned.priced.job, planned.priced.cost
+        task_id: str | None = None
+        try:
+            task_id = await self._submit(job, cost.credits, cost.usd)
+        finally:
+            if task_id is None:
+                self.reserved -= cost.usd
+                if self._charged(job):
+                    self.spent += cost.usd  # unknown: counted as spent
+                self.slots.release()
+        if task_id is not None:
+            self.reserved -= cost.usd
+            self.spent += cost.usd
+            self.progress.spend(self.spent)
+            item = self._tracked(job, task_id, 0.0, resumed=False)
+            item.holds_slot = True
+            self.tracker.add(item)
+
+    def _charged(self, job: Job) -> bool:
+        rec = self.ledger.record(self.campaign, job.key)
+        return rec is not None and rec.charged
+
+    async def _submit(self, job: Job, credits: int, usd: Decimal) -> str | None:
+        """Submit with retries; the task id, or None when no task was (knowingly) created."""
+        body = dict(job.request)
+        if self.settings.callback_url:
+            body["callback_url"] = self.settings.callback_url
+        hook = Backoff(self.settings, (RateLimited, TransientError))
+        try:
+            async for attempt in stamina.retry_context(on=hook, attempts=self.settings.max_attempts, timeout=None):
+                with attempt:
+                    return await self._submit_once(job, body, credits, usd)
+        except _StopSubmitting:
+            return None
+        except (RateLimited, TransientError) as exc:
+            message = f"gave up after {self.settings.max_attempts} attempt(s): {exc.message}"
+            self.ledger.failed(self.campaign, job.key, exc.error_class, message)
+            self.progress.job(job.label, "failed", message)
+        return None
+
+    async def _submit_once(self, job: Job, body: Mapping[str, Any], credits: int, usd: Decimal) -> str | None:
+        await self.submit_pacer.acquire()
+        if self.stop_reason is not None:
+            raise _StopSubmitting
+        self.ledger.begin_submit(campaign=self.campaign, key=job.key, label=job.label, shot=job.shot,
+                                 request=job.request, credits=credits, cost_usd=usd, output_path=job.output_path)
+        try:
+            answer = await self.client.submit(body)
+        except (RateLimited, TransientError) as exc:
+            # The service answered without a task (or nothing was sent): safe to try again.
+            self.ledger.release(self.campaign, job.key, exc.error_class, exc.message)
+            if isinstance(exc, RateLimited):
+                self.submit_pacer.slow_down(None if exc.retry_after is None else exc.retry_after)
+            self.progress.job(job.label, "retry", exc.message)
+            raise
+        except AmbiguousSubmit as exc:
+            self.ledger.unknown(self.campaign, job.key, exc.message)
+            self.progress.job(job.label, "unknown", "sent, no answer: not resubmitted (--resubmit-unknown)")
+            return None
+        except AccountError as exc:
+            self.ledger.release(self.campaign, job.key, exc.error_class, exc.message)
+            self._account_error(exc)
+            return None
+        except InvalidRequest as exc:
+            self.ledger.failed(self.campaign, job.key, exc.error_class, exc.message)
+            self.progress.job(job.label, "failed", exc.message)
+            return None
+        except BaseException:
+            # Cancelled (Ctrl-C twice) or a bug mid-POST: the request may be out.
+            self.ledger.unknown(self.campaign, job.key, "the run stopped while this submit was in the air")
+            raise
+        self.ledger.submitted(self.campaign, job.key, answer.task_id, answer.status)
+        self.submit_pacer.succeeded()
+        self.submitted += 1
+        self.progress.job(job.label, "submitted", answer.task_id)
+        return answer.task_id
+
+    def _account_error(self, exc: AccountError) -> None:
+        if self.error is None:
+            self.error = exc
+        self._stop(f"stopped submitting: {exc.format()}; tracking what is in flight")
+
+    # --- tracking -----------------------------------------------------------------------------
+
+    async def _poll(self, item: Tracked) -> None:
+        status = await self._status(item)
+        now = time.monotonic()
+        age = self.tracker.age(item, now)
+        if status is None:
+            pass  # no usable answer: try again on schedule (or give up at the deadline)
+        elif status.finished:
+            first_learn = not self.tracker.clock.learned(item.bucket)
+            self.tracker.clock.observe(item.bucket, finished_at_age=age, previous_age=item.last_age,
+                                       first_poll=item.polls == 0)
+            if first_learn:
+                self.tracker.learned()
+            item.file_url = status.file_urls[0] if status.file_urls else None
+            self.ledger.finished(self.campaign, item.job.key, item.file_url)
+            await self._fetch(item)
+            return
+        elif status.failed:
+            self._end(item, "failed", status.error_message or "the service reported the task failed")
+            return
+        else:
+            self.ledger.status_seen(self.campaign, item.job.key, status.status)
+        item.polls += 1
+        item.last_age = age
+        if isinstance(self.error, AccountError) and status is None:
+            self._release(item)  # cannot ask any more: the task id stays for a later run
+        elif now >= item.deadline:
+            self._end(item, "timed_out", f"still {status.status if status else 'unanswered'} after "
+                                         f"{self.settings.timeout:g} s; a later run resumes tracking it")
+        else:
+            self.tracker.reschedule(item)
+
+    async def _status(self, item: Tracked) -> TaskStatus | None:
+        hook = Backoff(self.settings, (RateLimited, TransientError, InvalidRequest))
+        try:
+            async for attempt in stamina.retry_context(on=hook, attempts=3, timeout=None):
+                with attempt:
+                    await self.status_pacer.acquire()
+                    self.status_calls += 1
+                    try:
+                        status = await self.client.status(item.task_id)
+                    except RateLimited as exc:
+                        self.status_pacer.slow_down(exc.retry_after)
+                        raise
+                    self.status_pacer.succeeded()
+                    return status
+        except AccountError as exc:
+            self._account_error(exc)
+        except ApiError as exc:
+            self.ledger.note(self.campaign, item.job.key, "status_error", {"error": exc.message})
+        return None
+
+    def _end(self, item: Tracked, how: str, message: str) -> None:
+        if how == "failed":
+            self.ledger.failed(self.campaign, item.job.key, "task_failed", message, api_status="failed")
+        else:
+            self.ledger.timed_out(self.campaign, item.job.key, message)
+        self.progress.job(item.job.label, how, message)
+        self._release(item)
+
+    def _release(self, item: Tracked) -> None:
+        if item.holds_slot:
+            item.holds_slot = False
+            self.slots.release()
+
+    # --- downloading --------------------------------------------------------------------------
+
+    async def _fetch(self, item: Tracked) -> None:
+        """Download a finished job's video; refresh an expired URL by asking for the status again."""
+        try:
+            target = safe_target(self.settings.output_dir, item.job.output_path)
+        except UsageError as exc:
+            self._end(item, "failed", exc.format())
+            return
+        try:
+            async with self.downloads:
+                got = await self._download_with_refresh(item, target)
+        finally:
+            self._release(item)
+        if got is None:
+            return
+        self.ledger.downloaded(self.campaign, item.job.key, item.job.output_path, got.size, got.sha256)
+        self.progress.job(item.job.label, "done", f"{got.size} bytes")
+
+    async def _download_with_refresh(self, item: Tracked, target: Path) -> Any:
+        for refresh in range(URL_REFRESHES + 1):
+            if item.file_url is None or refresh:
+                status = await self._status(item)
+                item.file_url = status.file_urls[0] if status and status.file_urls else None
+                if item.file_url is None:
+                    continue
+                self.ledger.finished(self.campaign, item.job.key, item.file_url, source="refresh")
+            hook = Backoff(self.settings, (TransientError,))
+            try:
+                async for attempt in stamina.retry_context(on=lambda e: not isinstance(e, UrlExpired) and hook(e),
+                                                           attempts=self.settings.max_attempts, timeout=None):
+                    with attempt:
+                        return await download(self.client.http, item.file_url, target)
+            except UrlExpired:
+                self.ledger.note(self.campaign, item.job.key, "url_expired", {"refresh": refresh + 1})
+            except TransientError as exc:
+                self.ledger.note(self.campaign, item.job.key, "download_failed", {"error": exc.message})
+                break
+        self.progress.job(item.job.label, "failed", "download failed; a later run tries again")
+        return None
+
+
+def _try_acquire(semaphore: anyio.Semaphore) -> bool:
+    try:
+        semaphore.acquire_nowait()
+    except anyio.WouldBlock:
+        return False
+    return True
+
+
+def _age_seconds(iso: str | None) -> float:
+    """Real seconds since an ISO timestamp (0 when unknown)."""
+    if not iso:
+        return 0.0
+    try:
+        then = datetime.fromisoformat(iso)
+    except ValueError:
+        return 0.0
+    return max(0.0, time.time() - then.timestamp())
+
+
+async def execute(plan: Plan, settings: RunSettings, *, client: ApiClient, ledger: Ledger,
+                  progress: Progress | None = None, handle_signals: bool | None = None) -> RunResult:
+    """Run ``plan``: submit, track, download. Returns how it ended (never raises for job failures)."""
+    progress = progress or QuietProgress()
+    if handle_signals is None:
+        handle_signals = threading.current_thread() is threading.main_thread()
+    stamina.instrumentation.set_on_retry_hooks([])  # retries are logged in the ledger, not on stderr
+    engine = Engine(plan, settings, client, ledger, progress)
+    try:
+        await engine.run(handle_signals=handle_signals)
+    finally:
+        progress.close()
+    keys = {p.priced.job.key for p in plan.jobs}
+    records = [r for r in ledger.records(plan.campaign) if r.key in keys]
+    return RunResult(
+        records=records, interrupted=engine.interrupted, stopped_by_budget=engine.stopped_by_budget,
+        error=engine.error, submitted=engine.submitted,
+        stats={"status_calls": engine.status_calls, "submit_rate_decreases": engine.submit_pacer.decreases,
+               "spent_usd": str(engine.spent)},
+    )

@@ -1,0 +1,117 @@
+"""The poll scheduler: one heap of due status checks instead of a sleeping task per job.
+
+Jobs are added as soon as their task id is committed (or at start-up, for
+tasks an earlier run left in flight). One loop pops the jobs whose next poll
+is due and hands each to ``poll`` (the engine's status check), which calls
+:meth:`Tracker.reschedule` when the job still renders. When a bucket learns its
+first render time, every job of the run still waiting for its first poll is
+re-aimed at once, so the first finished job teaches the rest.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+
+from .expand import Job
+from .polling import Bucket, RenderClock
+
+__all__ = ["Tracked", "Tracker"]
+
+
+@dataclass(eq=False)
+class Tracked:
+    """A job with a task id, as the tracker follows it (mutable, engine-private)."""
+
+    job: Job
+    task_id: str
+    bucket: Bucket
+    started: float            # monotonic time the task was created (approximately)
+    deadline: float           # monotonic time after which it is timed_out
+    holds_slot: bool = False  # counts against max_in_flight
+    polls: int = 0
+    last_age: float | None = None
+    due: float = 0.0
+    file_url: str | None = None
+    webhook_seen: bool = field(default=False)
+
+
+class Tracker:
+    """Schedules status checks; ``time_scale`` turns service seconds into real ones."""
+
+    def __init__(self, poll: Callable[[Tracked], Awaitable[None]], clock: RenderClock, *,
+                 time_scale: float = 1.0, concurrency: int = 32) -> None:
+        self._poll = poll
+        self.clock = clock
+        self.scale = time_scale
+        self._heap: list[tuple[float, int, Tracked]] = []
+        self._seq = itertools.count()
+        self._wake = anyio.Event()
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._active = 0
+        self._producers_done = False
+        self._waiting_first: dict[Bucket, set[Tracked]] = {}
+
+    def age(self, item: Tracked, now: float | None = None) -> float:
+        """Service seconds since the task was created."""
+        return ((time.monotonic() if now is None else now) - item.started) / self.scale
+
+    def add(self, item: Tracked) -> None:
+        """Start following a job: its first poll is aimed at its expected render time."""
+        self.reschedule(item)
+
+    def reschedule(self, item: Tracked, *, soon: bool = False) -> None:
+        """Queue the job's next poll (``soon``: right away, e.g. after a webhook)."""
+        if soon:
+            due = time.monotonic()
+        else:
+            due = item.started + self.clock.next_poll(item.bucket, item.polls, item.last_age) * self.scale
+        item.due = min(max(due, time.monotonic()), max(item.deadline, time.monotonic()))
+        if item.polls == 0:
+            self._waiting_first.setdefault(item.bucket, set()).add(item)
+        heapq.heappush(self._heap, (item.due, next(self._seq), item))
+        self._wake.set()
+
+    def learned(self) -> None:
+        """Render times changed a lot (a first observation): re-aim jobs not polled yet."""
+        for items in self._waiting_first.values():
+            for item in items:
+                self.reschedule(item)
+
+    def close(self) -> None:
+        """No more jobs will be added: :meth:`run` returns once the heap drains."""
+        self._producers_done = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Pop due polls until every job is finished and no more can come."""
+        async with anyio.create_task_group() as polls:
+            while not (self._producers_done and not self._heap and self._active == 0):
+                self._wake = anyio.Event()
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    due, _, item = heapq.heappop(self._heap)
+                    if due != item.due:
+                        continue  # superseded by a later reschedule
+                    self._active += 1
+                    if item.polls == 0:
+                        self._waiting_first.get(item.bucket, set()).discard(item)
+                    polls.start_soon(self._one, item)
+                if self._heap:
+                    with anyio.move_on_after(max(0.0, self._heap[0][0] - time.monotonic())):
+                        await self._wake.wait()
+                elif not (self._producers_done and self._active == 0):
+                    await self._wake.wait()
+
+    async def _one(self, item: Tracked) -> None:
+        try:
+            async with self._limiter:
+                await self._poll(item)
+        finally:
+            self._active -= 1
+            self._wake.set()

@@ -1,0 +1,59 @@
+"""Helpers for the run tests: jobs built directly, a plan against a real ledger, a run
+against the real simulator over loopback (no mocks)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from seedance_batch.client import ApiClient
+from seedance_batch.engine import RunResult, RunSettings, execute
+from seedance_batch.errors import Location
+from seedance_batch.expand import Job, request_key
+from seedance_batch.ledger import Ledger
+from seedance_batch.models import load_catalog, price_jobs
+from seedance_batch.plan import Plan, make_plan
+
+SCALE = 0.004  # a ~20 s simulated render takes ~0.08 s
+SIM_KEY = "sk-sim-tests"
+
+
+def make_jobs(count: int, *, campaign: str = "demo", duration: int = 4, resolution: str = "480p",
+              model: str = "seedance-2-fast", prefix: str = "shot") -> list[Job]:
+    jobs = []
+    for index in range(count):
+        request = {"model": model, "input": {"prompt": f"{prefix} number {index}", "duration": duration,
+                                             "resolution": resolution}}
+        label = f"{prefix}/{index:04d}"
+        jobs.append(Job(campaign=campaign, shot=prefix, label=label, combination={"n": index}, request=request,
+                        key=request_key(request), output_path=f"{campaign}/{prefix}/{index:04d}.mp4",
+                        location=Location(file="m.yaml")))
+    return jobs
+
+
+def plan_for(jobs: list[Job], ledger: Ledger, *, budget: Decimal | None = None, retry_failed: bool = False,
+             resubmit_unknown: bool = False) -> Plan:
+    catalog = load_catalog()
+    ledger.recover()
+    return make_plan(price_jobs(jobs, catalog), ledger.records(jobs[0].campaign), manifest_path=Path("m.yaml"),
+                     catalog=catalog, budget_usd=budget, retry_failed=retry_failed,
+                     resubmit_unknown=resubmit_unknown)
+
+
+def settings(tmp_path: Path, **overrides: Any) -> RunSettings:
+    values = {"submits_per_minute": 600, "status_per_minute": 6000, "max_in_flight": 50, "max_attempts": 5,
+              "timeout": 600, "poll_interval": 0.5, "retry_wait_initial": 0.05, "retry_wait_max": 0.5}
+    values.update(overrides)
+    return RunSettings.build(values, output_dir=tmp_path / "renders", time_scale=SCALE)
+
+
+def run_engine(plan: Plan, base_url: str, ledger: Ledger, run_settings: RunSettings, *,
+               key: str = SIM_KEY, timeout: Any = None) -> RunResult:
+    async def go() -> RunResult:
+        async with ApiClient(base_url, key, timeout=timeout) if timeout else ApiClient(base_url, key) as client:
+            return await execute(plan, run_settings, client=client, ledger=ledger, handle_signals=False)
+
+    return anyio.run(go)
