@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from .app import create_app
 from .config import Faults, Latency, SimulatorConfig, WebhookFaults
-from .server import RunningSimulator, run_simulator, serve_until_signal
+from .server import RunningSimulator, run_simulator, serve_in_thread, serve_until_signal
 
 __all__ = [
     "Faults",
@@ -65,5 +65,6 @@ __all__ = [
     "WebhookFaults",
     "create_app",
     "run_simulator",
+    "serve_in_thread",
     "serve_until_signal",
 ]

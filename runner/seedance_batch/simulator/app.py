@@ -36,7 +36,6 @@ __all__ = ["Runtime", "create_app"]
 
 # Cut off mid-JSON: what a proxy that dies halfway through an answer leaves behind.
 MALFORMED_BODY = b'{"code": 200, "data": {"task_id": "task-'
-SERVER_ERRORS = (500, 502, 503)
 
 
 class Runtime:
@@ -147,8 +146,8 @@ class Endpoints:
         if fault == "error_code":
             return JSONResponse(error_body(500, "server_error", "internal error; please retry"), 200)
         if fault == "server_error":
-            code = SERVER_ERRORS[(self.state.counts["fault.server_error"] - 1) % len(SERVER_ERRORS)]
-            return JSONResponse(error_body(code, "server_error", "the service is temporarily unavailable"), code)
+            message = "the service is temporarily unavailable"
+            return JSONResponse(error_body(reply.status, "server_error", message), reply.status)
         if fault == "ambiguous_submit":
             # The task exists and is billed; the client must never learn its id.
             await self.runtime.pause(self.state.config.faults.hang_seconds)

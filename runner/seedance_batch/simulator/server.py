@@ -22,7 +22,7 @@ from ..errors import UsageError
 from .app import create_app
 from .config import SimulatorConfig
 
-__all__ = ["RunningSimulator", "run_simulator", "serve_until_signal"]
+__all__ = ["RunningSimulator", "run_simulator", "serve_in_thread", "serve_until_signal"]
 
 START_TIMEOUT = 15.0
 # Held answers are released at shutdown; this only bounds a handler that ignores that.
@@ -35,7 +35,6 @@ class RunningSimulator:
 
     base_url: str
     port: int
-    _server: uvicorn.Server
     _app: Any
 
     def stats(self) -> dict[str, Any]:
@@ -58,9 +57,37 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port, or 0 for any free port") from None
+        hint = "pick another --port, or 0 for any free port"
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}", hint=hint) from None
     sock.listen(2048)
     return sock
+
+
+@contextmanager
+def serve_in_thread(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, before_stop: Callable[[], None] | None = None
+) -> Iterator[str]:
+    """Serve any ASGI ``app`` with uvicorn in a daemon thread; yields its base URL.
+
+    Quiet (warnings only, no access log), so it never slows down a benchmark.
+    ``before_stop`` runs first on exit (the simulator releases held answers there).
+    """
+    sock = _bind(host, port)
+    bound = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=GRACEFUL_SECONDS,
+    ))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn:{bound}", daemon=True)
+    thread.start()
+    try:
+        _wait_started(server, thread)
+        yield f"http://{host}:{bound}"
+    finally:
+        if before_stop is not None:
+            before_stop()
+        server.should_exit = True
+        thread.join(timeout=GRACEFUL_SECONDS + 10)
+        sock.close()
 
 
 @contextmanager
@@ -77,21 +104,8 @@ def run_simulator(
     ...     httpx.get(f"{sim.base_url}/_sim/stats").json()
     """
     app = create_app(config or SimulatorConfig(), clock=clock)
-    sock = _bind(host, port)
-    bound = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=GRACEFUL_SECONDS,
-    ))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"simulator:{bound}", daemon=True)
-    thread.start()
-    try:
-        _wait_started(server, thread)
-        yield RunningSimulator(f"http://{host}:{bound}", bound, server, app)
-    finally:
-        app.state.runtime.begin_shutdown()
-        server.should_exit = True
-        thread.join(timeout=GRACEFUL_SECONDS + 10)
-        sock.close()
+    with serve_in_thread(app, host=host, port=port, before_stop=app.state.runtime.begin_shutdown) as base_url:
+        yield RunningSimulator(base_url, int(base_url.rsplit(":", 1)[1]), app)
 
 
 def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:

@@ -35,6 +35,7 @@ __all__ = ["Reply", "SimState", "error_body"]
 STATES = ("not_started", "running", "finished", "failed")
 # Faults acted out instead of doing the work; the others happen after it.
 BEFORE_WORK = frozenset({"server_error", "drop", "malformed", "error_code"})
+SERVER_ERRORS = (500, 502, 503)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,13 @@ class SimState:
             roll -= rate
         return None
 
+    def _before_work(self, fault: str, endpoint: str, subject: str, nth: int) -> Reply:
+        """The reply for a fault acted out instead of the work (which 5xx is seeded too)."""
+        if fault != "server_error":
+            return Reply(200, fault=fault)
+        pick = draw(self.config.faults.seed, "5xx", endpoint, subject, nth)
+        return Reply(SERVER_ERRORS[int(pick * len(SERVER_ERRORS))], fault=fault)
+
     # -- submit -------------------------------------------------------------------------------
 
     def submit(self, authorization: str | None, raw: bytes) -> tuple[Reply, Task | None]:
@@ -149,7 +157,7 @@ class SimState:
         self.attempts[key] += 1
         fault = self._fault("submit", key, nth)
         if fault in BEFORE_WORK:
-            return Reply(200, fault=fault), None
+            return self._before_work(fault, "submit", key, nth), None
         problems = [problem] if body is None else [*check_request(body, self.catalog), *_callback_problems(body)]
         if problems:
             self.counts["400"] += 1
@@ -183,7 +191,7 @@ class SimState:
         self.asked[task_id] += 1
         fault = self._fault("status", task_id, nth)
         if fault in BEFORE_WORK:
-            return Reply(200, fault=fault)
+            return self._before_work(fault, "status", task_id, nth)
         task = self.tasks.get(task_id)
         if task is None:
             self.counts["404"] += 1
