@@ -1,0 +1,103 @@
+"""The CI recipe (.github/workflows/render.yml): valid per GitHub's workflow schema, and
+doing what the README says it does.
+
+actionlint's PyPI wrapper cannot build here, so the real check is check-jsonschema
+with its bundled ``vendor.github-workflows`` schema (the one SchemaStore publishes),
+run as the CLI people run; a broken copy proves the check bites.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "render.yml"
+
+
+def _lint(path: Path) -> subprocess.CompletedProcess[str]:
+    command = shutil.which("check-jsonschema")
+    args = [command] if command else [sys.executable, "-m", "check_jsonschema"]
+    return subprocess.run([*args, "--builtin-schema", "vendor.github-workflows", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[Any, Any]:
+    return yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+
+
+def _steps(workflow: dict[Any, Any], job: str) -> list[dict[str, Any]]:
+    return workflow["jobs"][job]["steps"]
+
+
+def _run_lines(workflow: dict[Any, Any], job: str) -> str:
+    return "\n".join(step.get("run", "") for step in _steps(workflow, job))
+
+
+def test_workflow_passes_the_github_workflow_schema() -> None:
+    result = _lint(WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok -- validation done" in result.stdout
+
+
+def test_the_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / "render.yml"
+    broken.write_text(WORKFLOW.read_text(encoding="utf-8").replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"))
+    result = _lint(broken)
+    assert result.returncode == 1
+    assert "runs_on" in result.stdout or "runs-on" in result.stdout
+
+
+def test_pull_requests_validate_and_plan_and_post_the_summary(workflow: dict[Any, Any]) -> None:
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert {"pull_request", "push", "workflow_dispatch"} <= set(triggers)
+    assert "labeled" in triggers["pull_request"]["types"]
+    assert triggers["push"]["branches"] == ["main"]
+    run = _run_lines(workflow, "plan")
+    assert 'seedance-batch validate "$MANIFEST"' in run
+    assert 'seedance-batch plan "$MANIFEST" --report' in run
+    assert re.search(r"gh pr comment .*--body-file \"\$summary\"", run)
+    post = next(s for s in _steps(workflow, "plan") if s.get("name") == "Post the plan on the pull request")
+    assert post["if"].startswith("always()")  # posted when the plan fails on budget too
+    assert workflow["jobs"]["plan"]["permissions"]["pull-requests"] == "write"
+    assert "secrets." not in yaml.safe_dump(workflow["jobs"]["plan"])  # no key where nothing is spent
+
+
+def test_render_runs_on_main_or_a_label_with_the_key_from_a_secret(workflow: dict[Any, Any]) -> None:
+    job = workflow["jobs"]["render"]
+    assert "github.event_name == 'push'" in job["if"]
+    assert "contains(github.event.pull_request.labels.*.name, 'render')" in job["if"]
+    assert "!cancelled()" in job["if"] and "needs.plan.result != 'failure'" in job["if"]
+    render = next(s for s in job["steps"] if s.get("name") == "Render")
+    assert render["run"] == 'seedance-batch run "$MANIFEST"'
+    assert render["env"] == {"APIDOT_API_KEY": "${{ secrets.APIDOT_API_KEY }}"}
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+
+
+def test_the_ledger_is_cached_even_when_a_run_fails(workflow: dict[Any, Any]) -> None:
+    steps = _steps(workflow, "render")
+    names = [step.get("name") for step in steps]
+    restore = steps[names.index("Restore the ledger and the renders")]
+    save = steps[names.index("Save the ledger and the renders")]
+    assert names.index("Restore the ledger and the renders") < names.index("Render") < names.index(
+        "Save the ledger and the renders")
+    assert restore["uses"].startswith("actions/cache/restore@") and save["uses"].startswith("actions/cache/save@")
+    assert ".seedance/" in restore["with"]["path"] and ".seedance/" in save["with"]["path"]
+    assert save["if"] == "always()"
+    # Each run saves under a new key; the next restores the newest by prefix.
+    prefix = restore["with"]["restore-keys"].splitlines()[0]
+    assert save["with"]["key"].startswith(prefix) and "github.run_id" in save["with"]["key"]
+
+
+def test_reports_and_renders_are_uploaded_as_artifacts(workflow: dict[Any, Any]) -> None:
+    uploads = {s["with"]["path"]: s for s in _steps(workflow, "render") if "upload-artifact" in s.get("uses", "")}
+    assert set(uploads) == {"reports/", "renders/"}
+    assert all(step["if"] == "always()" for step in uploads.values())
