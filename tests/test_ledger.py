@@ -140,3 +140,17 @@ def test_two_connections_migrate_once(tmp_path: Path) -> None:
     assert second.record("c", "k1").state is JobState.SUBMITTING
     first.close()
     second.close()
+
+
+def test_one_run_at_a_time_and_no_recovery_under_a_live_run(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    running, other = Ledger.open(path), Ledger.open(path)
+    running.acquire_run_lock()
+    begin(running)  # a live submit in the other "process"
+    with pytest.raises(LedgerError, match="another seedance-batch run is using this ledger"):
+        other.acquire_run_lock()
+    assert other.recover() == []  # its submitting row is live, not crashed
+    assert other.record("c", "k1").state is JobState.SUBMITTING
+    running.close()
+    assert [r.key for r in other.recover()] == ["k1"]
+    other.close()

@@ -20,6 +20,7 @@ client has already scrubbed.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -169,6 +170,7 @@ class Ledger:
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
         self._lock = threading.RLock()
+        self._run_lock: int | None = None
         self.path = path
 
     # --- opening ---------------------------------------------------------------------------
@@ -198,9 +200,34 @@ class Ledger:
         return cls(db, path)
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection and drop the run lock (idempotent)."""
         with self._lock:
+            self.release_run_lock()
             self._db.close()
+
+    # --- one run at a time ------------------------------------------------------------------
+
+    def acquire_run_lock(self) -> None:
+        """Claim the ledger for a run (an OS file lock, freed even by ``kill -9``).
+
+        Two runs over one ledger could submit the same job twice; the second is refused.
+        """
+        if self._run_lock is not None:
+            return
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LedgerError("another seedance-batch run is using this ledger", location=Location(file=str(self.path)),
+                              hint="wait for it to finish, or give this run its own --state") from None
+        self._run_lock = fd
+
+    def release_run_lock(self) -> None:
+        """Give the ledger back (idempotent)."""
+        if self._run_lock is not None:
+            os.close(self._run_lock)
+            self._run_lock = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -255,7 +282,21 @@ class Ledger:
 
         The POST may or may not have reached the service, and there is no way to
         ask: the job is never resubmitted automatically (``--resubmit-unknown``).
+        While another process runs over this ledger its ``submitting`` rows are live,
+        not crashed: nothing is recovered then.
         """
+        held_before = self._run_lock is not None
+        try:
+            self.acquire_run_lock()
+        except LedgerError:
+            return []
+        try:
+            return self._recover()
+        finally:
+            if not held_before:
+                self.release_run_lock()
+
+    def _recover(self) -> list[JobRecord]:
         with self._tx() as db:
             rows = db.execute(f"{_SELECT} WHERE state = ?", (JobState.SUBMITTING.value,)).fetchall()
             found = [_to_record(row) for row in rows]

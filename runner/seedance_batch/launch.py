@@ -1,0 +1,164 @@
+"""Wiring for ``run`` and ``status``: manifest -> plan -> (simulator) -> engine -> reports.
+
+The CLI parses and prints; this module composes the stages in order, with the
+I/O that belongs to a run: the ledger's run lock and crash recovery, the API
+credentials (``APIDOT_API_KEY`` from the environment or ``.env``; never the
+manifest), the in-process simulator for ``--simulate``, and the reports.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+from dotenv import dotenv_values
+
+from .client import DEFAULT_BASE_URL, ApiClient
+from .engine import RunResult, RunSettings, execute
+from .errors import Interrupted, UsageError
+from .ledger import JobRecord, Ledger, default_path
+from .plan import Plan, check_budget, make_plan
+from .progress import Progress
+
+__all__ = ["RunOptions", "RunOutcome", "credentials", "load_plan", "run_manifest", "status_rows"]
+
+KEY_ENV = "APIDOT_API_KEY"
+URL_ENV = "APIDOT_BASE_URL"
+SIM_KEY = "sk-sim-local"
+# --simulate runs the campaign 50x faster: render times, rate limits, timeouts and
+# polling are all scaled together, so the run behaves as it would against APIDot.
+SIM_TIME_SCALE = 0.02
+# Ask before spending more than this on a terminal when the manifest sets no threshold.
+DEFAULT_CONFIRM_USD = Decimal(10)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What the command line asked for (None: the manifest's value, then the default)."""
+
+    manifest: Path
+    state: str | None = None
+    prices: str | None = None
+    simulate: bool = False
+    yes: bool = False
+    retry_failed: bool = False
+    resubmit_unknown: bool = False
+    max_usd: Decimal | None = None
+    report_dir: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    """What a run did, for the CLI to print."""
+
+    plan: Plan
+    result: RunResult
+    recovered: list[JobRecord]
+    reports: Any = None
+
+
+def credentials(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> tuple[str, str]:
+    """(base URL, API key) from the environment, else a ``.env`` file in the working directory."""
+    environ = os.environ if environ is None else environ
+    dotenv_file = (cwd or Path.cwd()) / ".env"
+    from_file = {k: v for k, v in dotenv_values(dotenv_file).items() if v} if dotenv_file.is_file() else {}
+    key = environ.get(KEY_ENV) or from_file.get(KEY_ENV)
+    if not key:
+        raise UsageError(f"{KEY_ENV} is not set",
+                         hint=f"export {KEY_ENV}=... or put it in a .env file here; or try --simulate (free, local)")
+    return environ.get(URL_ENV) or from_file.get(URL_ENV) or DEFAULT_BASE_URL, key
+
+
+def load_plan(manifest_path: Path, ledger: Ledger, *, prices: str | None = None, max_usd: Decimal | None = None,
+              retry_failed: bool = False, resubmit_unknown: bool = False) -> tuple[Any, Plan]:
+    """Load, expand and price the manifest, then plan it against the ledger."""
+    from .expand import expand
+    from .manifest import load_manifest
+    from .models import load_catalog, price_jobs
+
+    manifest = load_manifest(manifest_path)
+    catalog = load_catalog(prices)
+    priced = price_jobs(expand(manifest), catalog)
+    campaign = priced[0].job.campaign if priced else manifest.name
+    budget = max_usd if max_usd is not None else manifest.budget_usd
+    plan = make_plan(priced, ledger.records(campaign), manifest_path=manifest_path, catalog=catalog,
+                     budget_usd=budget, retry_failed=retry_failed, resubmit_unknown=resubmit_unknown)
+    return manifest, plan
+
+
+def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool] | None,
+                 progress: Progress) -> RunOutcome:
+    """Plan, confirm, render, download and report one manifest."""
+    api = None if options.simulate else credentials()  # a missing key fails before anything else
+    with Ledger.open(default_path(options.state)) as ledger:
+        ledger.acquire_run_lock()
+        recovered = ledger.recover()
+        manifest, plan = load_plan(options.manifest, ledger, prices=options.prices, max_usd=options.max_usd,
+                                   retry_failed=options.retry_failed, resubmit_unknown=options.resubmit_unknown)
+        check_budget(plan)
+        settings = RunSettings.build(manifest.run, options.overrides, output_dir=Path(manifest.output_dir),
+                                     time_scale=SIM_TIME_SCALE if options.simulate else 1.0)
+        threshold = settings.confirm_above_usd if settings.confirm_above_usd is not None else DEFAULT_CONFIRM_USD
+        if not (options.simulate or options.yes) and plan.usd > threshold and confirm is not None:
+            if not confirm(plan, threshold):
+                raise Interrupted("not confirmed; nothing was submitted")
+        started = datetime.now(timezone.utc)
+        with _service(api, options) as (base_url, key):
+            result = anyio.run(_execute, plan, settings, base_url, key, ledger, progress)
+        reports = _write_reports(plan, result, manifest, options, settings, started, key)
+    return RunOutcome(plan, result, recovered, reports)
+
+
+async def _execute(plan: Plan, settings: RunSettings, base_url: str, key: str, ledger: Ledger,
+                   progress: Progress) -> RunResult:
+    async with ApiClient(base_url, key) as client:
+        return await execute(plan, settings, client=client, ledger=ledger, progress=progress)
+
+
+@contextmanager
+def _service(api: tuple[str, str] | None, options: RunOptions) -> Iterator[tuple[str, str]]:
+    """APIDot (or $APIDOT_BASE_URL), or the simulator started here on a free port."""
+    if api is not None:
+        yield api
+        return
+    from .simulator import SimulatorConfig, run_simulator
+
+    with run_simulator(SimulatorConfig(time_scale=SIM_TIME_SCALE, prices=options.prices)) as sim:
+        yield sim.base_url, SIM_KEY
+
+
+def _write_reports(plan: Plan, result: RunResult, manifest: Any, options: RunOptions, settings: RunSettings,
+                   started: datetime, key: str) -> Any:
+    # --- call site: seedance_batch.report.write_reports (the report stage) ---
+    try:
+        from .report import write_reports
+    except ImportError:  # the report stage is optional at this layer
+        return None
+    out_dir = Path(options.report_dir) if options.report_dir else Path("reports") / plan.campaign
+    return write_reports(plan, result.records, out_dir=out_dir, output_dir=settings.output_dir,
+                         manifest_path=manifest.path, manifest_sha256=manifest.sha256, started_at=started,
+                         finished_at=datetime.now(timezone.utc), secrets=(key,))
+
+
+def status_rows(plan: Plan, output_dir: Path = Path("renders")) -> list[dict[str, Any]]:
+    """The ledger's view of each job of the manifest (what ``status`` prints)."""
+    rows = []
+    for planned in plan.jobs:
+        rec = planned.record if planned.record and planned.record.key == planned.priced.job.key else None
+        rows.append({
+            "label": planned.label,
+            "state": rec.state.value if rec else planned.change.value,
+            "task_id": rec.task_id if rec else None,
+            "cost_usd": str(rec.cost_usd if rec else planned.priced.cost.usd),
+            "file": str(output_dir / rec.output_path) if rec and rec.sha256 and rec.output_path else None,
+            "error": rec.error_message if rec else None,
+        })
+    return rows
