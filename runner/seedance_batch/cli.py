@@ -96,6 +96,104 @@ def _announce_simulator(url: str) -> None:
 
 # --- commands: run, status -----------------------------------------------------------------
 
+STATE_OPTION = click.option("--state", default=None, metavar="PATH",
+                            help="Ledger file (default: $SEEDANCE_STATE, else .seedance/ledger.sqlite).")
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--simulate", is_flag=True, help="Render against the local simulator: free, no key, 50x faster.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before spending above run.confirm_above_usd.")
+@click.option("--retry-failed", is_flag=True, help="Submit failed jobs again.")
+@click.option("--resubmit-unknown", is_flag=True,
+              help="Submit again jobs whose submit got no answer (they may have been billed).")
+@click.option("--max-usd", type=click.FloatRange(min=0), default=None, help="Budget for this campaign (overrides budget.max_usd).")
+@click.option("--submits-per-minute", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--status-per-minute", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--max-in-flight", type=click.IntRange(min=1), default=None)
+@click.option("--max-attempts", type=click.IntRange(min=1), default=None)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds per job before timed_out.")
+@click.option("--report-dir", default=None, metavar="DIR", help="Where to write the reports (default reports/<campaign>).")
+@STATE_OPTION
+@click.option("--prices", default=None, type=click.Path(dir_okay=False), help="Your own model/price file.")
+def run(manifest: str, simulate: bool, yes: bool, retry_failed: bool, resubmit_unknown: bool, max_usd: float | None,
+        state: str | None, prices: str | None, report_dir: str | None, **overrides: object) -> int:
+    """Render a campaign: submit, track, download, report. Resumable: run it again."""
+    from decimal import Decimal
+    from pathlib import Path
+
+    from . import launch
+    from .errors import BudgetExceeded, Interrupted
+    from .progress import choose_progress
+
+    options = launch.RunOptions(
+        manifest=Path(manifest), state=state, prices=prices, simulate=simulate, yes=yes, retry_failed=retry_failed,
+        resubmit_unknown=resubmit_unknown, max_usd=None if max_usd is None else Decimal(str(max_usd)),
+        report_dir=report_dir, overrides=overrides,
+    )
+    outcome = launch.run_manifest(options, confirm=_confirm_spend, progress=choose_progress())
+    for rec in outcome.recovered:
+        click.echo(f"{rec.label}: a crashed run left its submit unanswered; now unknown (see --resubmit-unknown)", err=True)
+    result = outcome.result
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts().items())) or "nothing to do"
+    click.echo(f"{outcome.plan.campaign}: {counts}; submitted {result.submitted} this run; "
+               f"spent ${Decimal(result.stats['spent_usd']):.2f} in total")
+    if outcome.reports is not None:
+        click.echo(f"reports: {getattr(outcome.reports, 'folder', outcome.reports)}")
+    if result.interrupted:
+        raise Interrupted("interrupted: the ledger is saved; run the same command again to resume")
+    if result.error is not None:
+        raise result.error
+    if result.stopped_by_budget:
+        raise BudgetExceeded("stopped before the budget was crossed; jobs left unsubmitted",
+                             hint="raise budget.max_usd or --max-usd, then run again")
+    return result.exit_code
+
+
+def _confirm_spend(plan: object, threshold: object) -> bool:
+    """Ask on a terminal before a run spends more than ``threshold``; elsewhere, go ahead."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return True
+    return click.confirm(f"This run will spend up to ${plan.usd:.2f} (over ${threshold:.2f}). Go ahead?",  # type: ignore[attr-defined]
+                         default=False, err=True)
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@STATE_OPTION
+@click.option("--prices", default=None, type=click.Path(dir_okay=False), help="Your own model/price file.")
+def status(manifest: str, as_json: bool, state: str | None, prices: str | None) -> int:
+    """Show the ledger's view of a campaign: each job's state, task id, cost and file."""
+    import json
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from . import launch
+    from .ledger import Ledger, default_path
+
+    path = default_path(state)
+    with Ledger.open(path if path.exists() else ":memory:") as ledger:
+        recovered = ledger.recover()
+        loaded, plan = launch.load_plan(Path(manifest), ledger, prices=prices)
+    rows = launch.status_rows(plan, Path(loaded.output_dir))
+    totals: dict[str, object] = {}
+    for row in rows:
+        totals[row["state"]] = int(totals.get(row["state"], 0)) + 1  # type: ignore[arg-type]
+    summary = {"campaign": plan.campaign, "ledger": str(path), "jobs": rows, "totals": totals,
+               "spent_usd": str(plan.spent_usd), "recovered": [r.label for r in recovered]}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return EXIT_OK
+    table = Table("label", "state", "task id", "cost", "file", title=f"{plan.campaign} ({path})")
+    for row in rows:
+        table.add_row(row["label"], row["state"], row["task_id"] or "", f"${row['cost_usd']}", row["file"] or "")
+    Console().print(table)
+    click.echo(", ".join(f"{n} {s}" for s, n in totals.items()) + f"; spent ${plan.spent_usd:.2f}")
+    return EXIT_OK
+
+
 # --- commands: report ----------------------------------------------------------------------
 
 
