@@ -1,20 +1,42 @@
 """Expand a manifest into jobs: matrix x shots, include/exclude, sandboxed Jinja.
 
-(Skeleton: the expansion itself lands with the manifest work; the Job record is
-the contract every later stage reads.)
+Per shot, its matrix (or the campaign's) gives combinations (:mod:`.matrix`);
+each combination is one :class:`Job`. Parameters resolve ``defaults`` < shot <
+combination; every string of the prompt and the URL lists is a Jinja template
+(:mod:`.templating`) rendered with, later winning: the resolved model,
+resolution, duration, aspect_ratio and generate_audio; ``vars``; the shot's
+``vars``; the combination's keys; ``shot`` (its ``id``) and ``campaign``.
+
+All independent problems are raised together (:class:`ManifestErrors`); a
+problem every job of a shot shares is reported once, naming its first job.
+Two jobs with the same request, label or output file are errors too: the same
+request is one job, paid for once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import Location
+from .errors import Location, ManifestError, ManifestErrors
+from .matrix import Combination
+from .shotplan import PARAMS, TEMPLATED, ShotPlan, label_part, shot_plans, slug_part
+from .templating import TemplateProblem, compile_template
 
-__all__ = ["Job", "request_key"]
+if TYPE_CHECKING:
+    from .manifest import Manifest
+
+__all__ = ["Job", "expand", "request_key", "safe_output_path"]
+
+_PARAMS = frozenset(PARAMS)
+REQUIRED = ("model", "prompt", "resolution", "duration")
+# The resolved parameters templates see by name (prompt and URLs are the templates).
+CONTEXT_PARAMS = ("model", "resolution", "duration", "aspect_ratio", "generate_audio")
+_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +48,7 @@ class Job:
     ``key`` is its identity (see :func:`request_key`): same request, same job.
     ``origins`` says where each request field's value was written (``"prompt"``,
     ``"duration"``, ``"image_urls"``... -> location), so a rule violation points
-    at the line to fix.
+    at the line to fix. ``output_path`` is relative to the manifest's output dir.
     """
 
     campaign: str
@@ -54,3 +76,215 @@ def request_key(request: Mapping[str, Any]) -> str:
     body = {k: v for k, v in request.items() if k != "callback_url"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def expand(manifest: Manifest) -> list[Job]:
+    """Every job the manifest implies, in shot order then matrix order.
+
+    Raises :class:`ManifestErrors` (or one :class:`ManifestError`) with every
+    independent problem: matrix mistakes, template errors, undefined variables,
+    unsafe output paths, duplicate requests, labels or output files.
+    """
+    errors: list[ManifestError] = []
+    problems = _Problems()
+    jobs: list[Job] = []
+    for plan in shot_plans(manifest, errors):
+        builder = _Builder(manifest, plan, problems)
+        for combo in plan.combos:
+            job = builder.job(combo)
+            if job is not None:
+                jobs.append(job)
+    errors += problems.errors()
+    if not errors:
+        errors += _clashes(jobs)
+    ManifestErrors.raise_if_any(errors)
+    return jobs
+
+
+class _Problems:
+    """Per-job problems, each reported once with how many more jobs share it."""
+
+    def __init__(self) -> None:
+        self.found: dict[tuple[Any, ...], list[Any]] = {}
+
+    def add(self, key: tuple[Any, ...], message: str, location: Location, label: str) -> None:
+        if key in self.found:
+            self.found[key][2] += 1
+        else:
+            self.found[key] = [message, Location(location.file, location.line, location.col, location.path, label), 0]
+
+    def errors(self) -> list[ManifestError]:
+        return [
+            ManifestError(message, location=where, hint=f"and {more} more job(s) of this shot" if more else None)
+            for message, where, more in self.found.values()
+        ]
+
+
+class _Builder:
+    """Builds the jobs of one shot; everything per shot is computed once here."""
+
+    def __init__(self, manifest: Manifest, plan: ShotPlan, problems: _Problems) -> None:
+        self.manifest, self.plan, self.problems = manifest, plan, problems
+        self.campaign = manifest.name
+        self.axis_names = [axis.name for axis in plan.axes]
+        self.filename = manifest.output_filename
+        self.base = {**plan.vars}
+
+    def job(self, combo: Combination) -> Job | None:
+        plan = self.plan
+        values = combo.values
+        params = plan.params
+        combo_set = [k for k in values if k in _PARAMS]
+        if combo_set:
+            params = {**params, **{k: values[k] for k in combo_set}}
+        label, slug = self.label(combo)
+        origins = plan.origins
+        if combo_set:
+            origins = {**origins, **{k: plan.origin(combo, k, self.manifest.locate) for k in combo_set}}
+        missing = [name for name in REQUIRED if params.get(name) is None]
+        if missing:
+            self.missing(missing, label)
+            return None
+        context = {k: params[k] for k in CONTEXT_PARAMS if params.get(k) is not None}
+        context.update(self.base)
+        context.update(values)
+        context["shot"] = plan.context
+        context["campaign"] = self.campaign
+        request = self.request(params, context, origins, label)
+        if request is None:
+            return None
+        key = request_key(request)
+        output = self.output_path(label, slug, key, context)
+        if output is None:
+            return None
+        return Job(self.campaign, plan.id, label, values, request, key, output, plan.location, origins, plan.private)
+
+    def label(self, combo: Combination) -> tuple[str, str]:
+        plan = self.plan
+        if combo.axis_index is not None:
+            index = combo.axis_index
+            parts = [plan.parts[p][i] for p, i in enumerate(index)]
+            slugs = [plan.slugs[p][i] for p, i in enumerate(index)]
+        else:
+            # A combination an include entry created: its axis values, then its own keys;
+            # request parameters only when nothing else tells it apart.
+            keys = [k for k in self.axis_names if k in combo.values]
+            keys += [k for k in combo.values if k not in self.axis_names and k not in _PARAMS]
+            if not keys:
+                keys = [k for k in combo.values if k not in TEMPLATED]
+            parts = [p for p in (label_part(combo.values[k]) for k in keys) if p is not None]
+            slugs = [slug_part(p) for p in parts]
+        return "/".join([plan.id, *parts]), "_".join([plan.id, *slugs])
+
+    def missing(self, names: list[str], label: str) -> None:
+        for name in names:
+            self.problems.add(
+                (self.plan.index, "missing", name),
+                f"no {name} for this job; set {name!r} in defaults, on the shot, or as a matrix axis",
+                self.plan.location, label,
+            )
+
+    def request(self, params: dict[str, Any], context: dict[str, Any], origins: Mapping[str, Location], label: str) -> dict[str, Any] | None:
+        data: dict[str, Any] = {}
+        ok = True
+        for name, value in params.items():
+            if name == "model" or value is None:
+                continue
+            if name in TEMPLATED:
+                value = self.render(name, value, context, origins, label)
+                ok = ok and value is not None
+            data[name] = value
+        if not ok:
+            return None
+        ordered = {name: data[name] for name in _INPUT_ORDER if name in data}
+        return {"model": params["model"], "input": ordered}
+
+    def render(self, name: str, value: Any, context: dict[str, Any], origins: Mapping[str, Location], label: str) -> Any:
+        try:
+            if isinstance(value, str):
+                return compile_template(value)(context)
+            if isinstance(value, list):
+                return [compile_template(v)(context) if isinstance(v, str) else v for v in value]
+            return value
+        except TemplateProblem as problem:
+            self.template_problem(name, problem, origins.get(name, self.plan.location), context, label)
+            return None
+
+    def template_problem(self, name: str, problem: TemplateProblem, where: Location, context: dict[str, Any], label: str) -> None:
+        message = problem.message
+        if problem.line is not None and problem.line > 1:
+            message += f" (line {problem.line} of the template)"
+        if problem.undefined:
+            message += f"; defined: {', '.join(sorted(context))}"
+        self.problems.add((self.plan.index, name, problem.message), message, where, label)
+
+    def output_path(self, label: str, slug: str, key: str, context: dict[str, Any]) -> str | None:
+        if self.filename is None:
+            return f"{self.campaign}/{self.plan.id}/{slug}.mp4"
+        where = self.manifest.locate(("output", "filename"))
+        try:
+            rendered = compile_template(self.filename)({**context, "label": label, "slug": slug, "key": key})
+        except TemplateProblem as problem:
+            self.template_problem("filename", problem, where, context, label)
+            return None
+        safe, why = safe_output_path(rendered)
+        if safe is None:
+            self.problems.add((self.plan.index, "filename", why), f"output file name {rendered!r} {why}", where, label)
+        return safe
+
+
+_INPUT_ORDER = ("prompt", "duration", "resolution", "aspect_ratio", "generate_audio",
+                "image_urls", "reference_image_urls", "reference_video_urls", "reference_audio_urls")
+
+
+def safe_output_path(rendered: str) -> tuple[str | None, str]:
+    """``(normalised relative path, "")``, or ``(None, why it is refused)``.
+
+    A render path must stay below the output folder: never absolute, never
+    ``..``; ``.`` and empty segments are dropped; ``.mp4`` is added when missing.
+    """
+    text = rendered.strip()
+    if not text:
+        return None, "is empty"
+    if "\\" in text or "\0" in text or any(ord(c) < 32 for c in text):
+        return None, "contains a backslash or control character; use '/' between folders"
+    if text.startswith("/") or _DRIVE.match(text):
+        return None, "is absolute; it must be a relative path below output.dir"
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return None, "contains '..'; it must stay below output.dir"
+    if not parts or any(len(p.encode("utf-8")) > 255 for p in parts):
+        return None, "has a path segment that is empty or longer than 255 bytes"
+    path = "/".join(parts)
+    return (path if path.lower().endswith(".mp4") else path + ".mp4"), ""
+
+
+def _clashes(jobs: list[Job]) -> list[ManifestError]:
+    """Two jobs with one label, one request, or one output file."""
+    errors: list[ManifestError] = []
+    labels: dict[str, Job] = {}
+    keys: dict[str, Job] = {}
+    files: dict[str, Job] = {}
+    for job in jobs:
+        where = Location(job.location.file, job.location.line, job.location.col, job.location.path, job.label)
+        first = labels.setdefault(job.label, job)
+        if first is not job:
+            errors.append(ManifestError(
+                f"two jobs have the label {job.label!r}", location=where,
+                hint="give the include entries a value that tells them apart",
+            ))
+            continue
+        first = keys.setdefault(job.key, job)
+        if first is not job:
+            errors.append(ManifestError(
+                f"jobs {first.label!r} and {job.label!r} make the identical request (key {job.key[:12]}); "
+                "the same request is one job and is paid for once", location=where,
+                hint="use the value that tells them apart in the prompt or a parameter, or drop one of them",
+            ))
+        first = files.setdefault(job.output_path.casefold(), job)
+        if first is not job:
+            errors.append(ManifestError(
+                f"jobs {first.label!r} and {job.label!r} would write the same file {job.output_path!r}", location=where,
+                hint="put {{ slug }} or another distinguishing value in output.filename",
+            ))
+    return errors

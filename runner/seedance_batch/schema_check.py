@@ -1,0 +1,165 @@
+"""Check data against schemas/manifest.schema.json and say what is wrong in words.
+
+jsonschema's own messages ("Additional properties are not allowed ...") are
+rewritten into one line each that names the key, says what is allowed, and
+suggests the nearest known key for a typo. Positions come from the caller's
+``locate`` (a path in the data -> Location in the YAML source).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Iterable
+from functools import cache
+from typing import Any, Protocol
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+from ._data import data_path
+from .errors import Location, ManifestError
+
+__all__ = ["axis_value_errors", "did_you_mean", "manifest_errors", "manifest_schema"]
+
+# The catalog (schemas/models.json or --prices) is the authority on these; the schema's
+# enums and bounds exist for editor completion, so the loader leaves them to models.check_request.
+_CATALOG_OWNED = {("model", "enum"), ("resolution", "enum"), ("aspect_ratio", "enum"),
+                  ("duration", "minimum"), ("duration", "maximum")}
+
+_TYPE_WORDS = {
+    "object": "a mapping", "array": "a list", "string": "text", "integer": "a whole number",
+    "number": "a number", "boolean": "true or false", "null": "nothing",
+}
+
+
+class Locate(Protocol):
+    def __call__(self, path: tuple[str | int, ...], at_key: bool = False) -> Location: ...
+
+
+@cache
+def manifest_schema() -> dict[str, Any]:
+    """The manifest JSON Schema (schemas/manifest.schema.json) as data."""
+    return json.loads(data_path("manifest.schema.json").read_text(encoding="utf-8"))
+
+
+@cache
+def _validator(definition: str | None = None) -> jsonschema.Draft202012Validator:
+    schema = manifest_schema()
+    if definition is not None:
+        schema = {"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}
+    return jsonschema.Draft202012Validator(schema)
+
+
+def manifest_errors(data: Any, locate: Locate) -> list[ManifestError]:
+    """Every schema violation in a manifest, one error each, in source order."""
+    if not isinstance(data, dict):
+        got = "an empty file" if data is None else _describe(data)
+        return [ManifestError(
+            f"a manifest is a mapping with version, name and shots; got {got}", location=locate(())
+        )]
+    return _errors(_validator().iter_errors(data), locate)
+
+
+def axis_value_errors(values: Any, locate: Locate) -> list[ManifestError]:
+    """Schema violations of a list of matrix values loaded from a ``from:`` file."""
+    return _errors(_validator("axisValues").iter_errors(values), locate)
+
+
+def _errors(found: Iterable[ValidationError], locate: Locate) -> list[ManifestError]:
+    errors: dict[tuple[Any, ...], ManifestError] = {}
+    for top in found:
+        error = best_match([top])
+        for path, at_key, message in _explain(error):
+            if message is not None:
+                errors.setdefault((path, message), ManifestError(message, location=locate(path, at_key)))
+    return list(errors.values())
+
+
+def _explain(error: ValidationError) -> list[tuple[tuple[Any, ...], bool, str | None]]:
+    """(path, point at the key?, message) for one jsonschema error; None drops it."""
+    path = tuple(error.absolute_path)
+    kind = error.validator
+    if "propertyNames" in error.relative_schema_path:
+        return [(path + (error.instance,), True, _bad_key(error))]
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extras = [k for k in error.instance if k not in allowed]
+        return [(path + (key,), True, _unknown_key(key, allowed)) for key in extras]
+    if kind == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return [(path, False, f"missing required key {name!r}") for name in missing]
+    if path and (path[-1], kind) in _CATALOG_OWNED:
+        return [(path, False, None)]
+    return [(path, False, _message(error))]
+
+
+def _message(error: ValidationError) -> str:
+    value, kind, rule = error.instance, error.validator, error.validator_value
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    simple: dict[str, Callable[[], str]] = {
+        "type": lambda: f"expected {_expected(rule)}, got {_describe(value)}",
+        "enum": lambda: f"{value!r} is not allowed; allowed: {', '.join(map(str, rule))}" + _suggest(value, rule),
+        "const": lambda: f"{value!r} is not supported; allowed: {rule!r}",
+        "pattern": lambda: f"{value!r} is not allowed; {schema.get('patternErrorMessage') or 'must match ' + rule}",
+        "minItems": lambda: "must not be empty" if rule == 1 else f"needs at least {rule} items",
+        "maxItems": lambda: f"has {len(value)} items; at most {rule} allowed",
+        "minLength": lambda: "must not be empty",
+        "maxLength": lambda: f"is longer than {rule} characters",
+        "minProperties": lambda: "must not be empty",
+        "minimum": lambda: f"{value!r} is too small; at least {rule}",
+        "maximum": lambda: f"{value!r} is too large; at most {rule}",
+        "exclusiveMinimum": lambda: f"{value!r} is too small; must be more than {rule}",
+        "not": lambda: f"{value!r} is reserved; choose another name",
+    }
+    if kind in simple:
+        return simple[kind]()
+    if kind in ("anyOf", "oneOf"):
+        what = schema.get("description") or schema.get("title") or "a valid value"
+        return f"not valid here ({_describe(value)}); expected {what[0].lower()}{what[1:]}"
+    return error.message
+
+
+def _bad_key(error: ValidationError) -> str:
+    name = error.instance
+    if error.validator == "not":
+        return f"key {name!r} is reserved; choose another name"
+    hint = error.schema.get("patternErrorMessage") if isinstance(error.schema, dict) else None
+    return f"key {name!r} is not allowed; {hint or 'must match ' + str(error.validator_value)}"
+
+
+def _unknown_key(key: Any, allowed: list[str]) -> str:
+    return f"unknown key {key!r}{_suggest(key, allowed)}; allowed: {', '.join(allowed)}"
+
+
+def did_you_mean(word: Any, choices: Iterable[Any]) -> str | None:
+    """The nearest of ``choices`` to a mistyped ``word``, if any is near enough."""
+    if not isinstance(word, str):
+        return None
+    near = difflib.get_close_matches(word, [c for c in choices if isinstance(c, str)], n=1, cutoff=0.6)
+    return near[0] if near else None
+
+
+def _suggest(word: Any, choices: Iterable[Any]) -> str:
+    near = did_you_mean(word, choices)
+    return f" (did you mean {near!r}?)" if near else ""
+
+
+def _expected(rule: Any) -> str:
+    kinds = [rule] if isinstance(rule, str) else list(rule)
+    return " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
+
+
+def _describe(value: Any) -> str:
+    """A value's kind in the user's words, with the value when short."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    kind = "text" if isinstance(value, str) else "a number"
+    shown = repr(value)
+    return f"{kind} {shown}" if len(shown) <= 40 else kind

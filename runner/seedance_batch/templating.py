@@ -1,0 +1,152 @@
+"""Sandboxed Jinja for prompts, URLs and output file names.
+
+Templates run in :class:`jinja2.sandbox.SandboxedEnvironment` with
+:class:`~jinja2.StrictUndefined` (a missing variable is an error, never an empty
+string). On top of Jinja's sandbox, refused before anything runs:
+names starting with ``_`` (``''.__class__.__mro__``), ``include``/``import``/
+``extends`` (there is nothing to load), and, while running, ``**`` and ``*`` that
+would build huge numbers or strings; ``range`` stops at 1000.
+Each distinct template source is compiled once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, nodes
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+__all__ = ["TemplateProblem", "Renderer", "compile_template", "is_template"]
+
+MAX_RANGE = 1000
+MAX_REPEAT = 100_000
+MAX_EXPONENT = 64
+MAX_BITS = 4096
+
+
+class TemplateProblem(Exception):
+    """A template that cannot compile or render; ``line`` is 1-based within the template."""
+
+    def __init__(self, message: str, line: int | None = None, *, undefined: bool = False) -> None:
+        super().__init__(message)
+        self.message, self.line, self.undefined = message, line, undefined
+
+
+class _Sandbox(SandboxedEnvironment):
+    # Intercepted so that constant folding cannot hang compilation ({{ 9**9**9**9 }}).
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)):
+            if abs(right) > MAX_EXPONENT or (isinstance(left, int) and left.bit_length() * abs(right) > MAX_BITS):
+                raise SecurityError(f"power {left!r} ** {right!r} is too large")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > MAX_REPEAT:
+                    raise SecurityError(f"repetition would build more than {MAX_REPEAT} items")
+        return super().call_binop(context, operator, left, right)
+
+
+def _range(*args: int) -> range:
+    result = range(*args)
+    if len(result) > MAX_RANGE:
+        raise SecurityError(f"range of {len(result)} items; at most {MAX_RANGE}")
+    return result
+
+
+_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_ENV.globals.clear()
+_ENV.globals.update(range=_range, dict=dict)
+
+Renderer = Callable[[Mapping[str, Any]], str]
+
+
+def is_template(source: str) -> bool:
+    """Whether a string has any Jinja syntax at all (plain text renders to itself)."""
+    return "{{" in source or "{%" in source or "{#" in source
+
+
+_COMPILED: dict[str, Renderer | TemplateProblem] = {}
+_CACHE_SIZE = 4096
+
+
+def compile_template(source: str) -> Renderer:
+    """Compile once; return a function of the context giving the rendered text.
+
+    Raises :class:`TemplateProblem` for syntax errors and refused constructs.
+    Results (problems too) are cached by source: each template compiles once
+    however many jobs use it.
+    """
+    found = _COMPILED.get(source)
+    if found is None:
+        if len(_COMPILED) >= _CACHE_SIZE:
+            _COMPILED.clear()
+        try:
+            found = _compile(source)
+        except TemplateProblem as problem:
+            found = problem
+        _COMPILED[source] = found
+    if isinstance(found, TemplateProblem):
+        raise TemplateProblem(found.message, found.line, undefined=found.undefined)
+    return found
+
+
+def _compile(source: str) -> Renderer:
+    if not is_template(source):
+        text = source[:-1] if source.endswith("\n") else source  # as Jinja drops one trailing newline
+        return lambda context: text
+    try:
+        tree = _ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
+    _refuse_unsafe(tree)
+    template = _ENV.from_string(tree)
+    render = template.render
+
+    def run(context: Mapping[str, Any]) -> str:
+        try:
+            return render(context)
+        except UndefinedError as exc:
+            raise TemplateProblem(f"undefined variable: {exc.message}", _line(exc), undefined=True) from None
+        except SecurityError as exc:
+            raise TemplateProblem(f"template refused by the sandbox: {exc}", _line(exc)) from None
+        except TemplateError as exc:
+            raise TemplateProblem(f"template error: {exc}", _line(exc)) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise TemplateProblem(f"template error: {type(exc).__name__}: {exc}", _line(exc)) from None
+
+    return run
+
+
+def _refuse_unsafe(tree: nodes.Template) -> None:
+    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        kind = type(node).__name__.lower().replace("fromimport", "import")
+        raise TemplateProblem(f"templates cannot {kind} other templates; write the text inline", node.lineno)
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        name = _name_of(node)
+        if isinstance(name, str) and name.startswith("_"):
+            raise TemplateProblem(
+                f"template uses {name!r}; names starting with '_' are not allowed (sandbox)", node.lineno
+            )
+
+
+def _name_of(node: nodes.Node) -> Any:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node, nodes.Name):
+        return node.name
+    arg = node.arg  # type: ignore[attr-defined]
+    return arg.value if isinstance(arg, nodes.Const) else None
+
+
+def _line(exc: BaseException) -> int | None:
+    # Jinja rewrites tracebacks so frames of the template carry its line numbers.
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
