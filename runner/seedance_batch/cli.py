@@ -43,6 +43,31 @@ PRICES_OPTION = click.option(
 
 
 @cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@PRICES_OPTION
+def validate(manifest: str, prices: str | None) -> int:
+    """Check a manifest (schema, matrix, templates, model rules); spend nothing."""
+    from .expand import expand
+    from .manifest import load_manifest
+    from .models import price_jobs
+
+    loaded = load_manifest(manifest)
+    priced = price_jobs(expand(loaded), load_catalog(prices))
+    shots = len({p.job.shot for p in priced})
+    click.echo(f"{manifest}: ok: campaign {loaded.name!r}, {len(priced)} job(s) from {shots} shot(s)")
+    return EXIT_OK
+
+
+@cli.command()
+def schema() -> int:
+    """Print the manifest JSON Schema (for editors: yaml-language-server, VS Code)."""
+    from ._data import data_path
+
+    click.echo(data_path("manifest.schema.json").read_text(encoding="utf-8"), nl=False)
+    return EXIT_OK
+
+
+@cli.command()
 @PRICES_OPTION
 def prices(prices: str | None) -> int:
     """Print the price table in force, with its snapshot date."""
@@ -195,6 +220,36 @@ def status(manifest: str, as_json: bool, state: str | None, prices: str | None) 
 
 
 # --- commands: report ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", default=None, metavar="DIR",
+              help="Where to write the reports (default reports/<campaign>).")
+@STATE_OPTION
+@click.option("--prices", default=None, type=click.Path(dir_okay=False), help="Your own model/price file.")
+def report(manifest: str, out_dir: str | None, state: str | None, prices: str | None) -> int:
+    """Rebuild the reports from the ledger: any time, also mid-run or after a crash.
+
+    Writes report.html, report.csv, report.json, junit.xml and summary.md. Only reads
+    the ledger (a crashed submit is reported as it stands; the next run recovers it).
+    """
+    from pathlib import Path
+
+    from . import launch
+    from .fmt_report import report_line
+    from .ledger import Ledger, default_path
+    from .report import default_report_dir, write_reports
+
+    path = default_path(state)
+    with Ledger.open(path if path.exists() else ":memory:") as ledger:
+        loaded, plan = launch.load_plan(Path(manifest), ledger, prices=prices)
+        records = ledger.records(plan.campaign)
+    paths = write_reports(plan, records, out_dir=Path(out_dir) if out_dir else default_report_dir(plan.campaign),
+                          output_dir=Path(loaded.output_dir), manifest_path=loaded.path,
+                          manifest_sha256=loaded.sha256)
+    click.echo(report_line(paths))
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
