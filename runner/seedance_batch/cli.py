@@ -237,9 +237,8 @@ def report(manifest: str, out_dir: str | None, state: str | None, prices: str | 
     from pathlib import Path
 
     from . import launch
-    from .fmt_report import report_line
     from .ledger import Ledger, default_path
-    from .report import default_report_dir, write_reports
+    from .report import default_report_dir, report_line, write_reports
 
     path = default_path(state)
     with Ledger.open(path if path.exists() else ":memory:") as ledger:
