@@ -7,8 +7,11 @@ becomes one line per problem on stderr and its documented exit code, in
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -40,6 +43,54 @@ PRICES_OPTION = click.option(
     "--prices", "prices", type=click.Path(dir_okay=False), default=None,
     help="Your own model/price file (same format as schemas/models.json).",
 )
+STATE_OPTION = click.option("--state", default=None, metavar="PATH",
+                            help="Ledger file (default: $SEEDANCE_STATE, else .seedance/ledger.sqlite).")
+MAX_USD_OPTION = click.option(
+    "--max-usd", type=click.FloatRange(min=0), default=None,
+    help="Budget for this campaign in USD (overrides budget.max_usd).",
+)
+RETRY_FAILED_OPTION = click.option("--retry-failed", is_flag=True, help="Submit failed jobs again.")
+RESUBMIT_UNKNOWN_OPTION = click.option(
+    "--resubmit-unknown", is_flag=True,
+    help="Submit again jobs whose submit got no answer (they may have been billed).",
+)
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@MAX_USD_OPTION
+@RETRY_FAILED_OPTION
+@RESUBMIT_UNKNOWN_OPTION
+@STATE_OPTION
+@PRICES_OPTION
+def plan(manifest: str, as_json: bool, max_usd: float | None, retry_failed: bool, resubmit_unknown: bool,
+         state: str | None, prices: str | None) -> int:
+    """Show what a run would render and what it would cost; spend nothing.
+
+    Compares the manifest with the ledger: new, changed, in-flight, done, failed,
+    unknown. Exit 3 when the run would spend past the budget.
+    """
+    from .launch import load_plan
+    from .ledger import Ledger, default_path
+    from .plan import check_budget, plan_to_dict
+
+    path = default_path(state)
+    budget = None if max_usd is None else Decimal(str(max_usd))
+    flags = {"prices": prices, "max_usd": budget, "retry_failed": retry_failed, "resubmit_unknown": resubmit_unknown}
+    if path.exists():  # a dry run creates no ledger
+        with Ledger.open(path) as ledger:
+            _, the_plan = load_plan(Path(manifest), ledger, **flags)
+    else:
+        _, the_plan = load_plan(Path(manifest), None, **flags)
+    if as_json:
+        click.echo(json.dumps(plan_to_dict(the_plan), ensure_ascii=False))
+    else:
+        console = Console()
+        console.print(display.plan_table(the_plan))
+        console.print(display.plan_summary(the_plan), highlight=False)
+    check_budget(the_plan)
+    return EXIT_OK
 
 
 @cli.command()
@@ -121,10 +172,6 @@ def _announce_simulator(url: str) -> None:
 
 # --- commands: run, status -----------------------------------------------------------------
 
-STATE_OPTION = click.option("--state", default=None, metavar="PATH",
-                            help="Ledger file (default: $SEEDANCE_STATE, else .seedance/ledger.sqlite).")
-
-
 @cli.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--simulate", is_flag=True, help="Render against the local simulator: free, no key, 50x faster.")
@@ -139,10 +186,14 @@ STATE_OPTION = click.option("--state", default=None, metavar="PATH",
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds per job before timed_out.")
 @click.option("--report-dir", default=None, metavar="DIR", help="Where to write the reports (default reports/<campaign>).")
+@click.option("--time-scale", type=float, default=None, metavar="FACTOR",
+              help="The service's clock runs this much faster (a simulator started with --time-scale); "
+                   "scales rate limits, timeouts and polling. Default 1, or 0.02 with --simulate.")
 @STATE_OPTION
 @click.option("--prices", default=None, type=click.Path(dir_okay=False), help="Your own model/price file.")
 def run(manifest: str, simulate: bool, yes: bool, retry_failed: bool, resubmit_unknown: bool, max_usd: float | None,
-        state: str | None, prices: str | None, report_dir: str | None, **overrides: object) -> int:
+        state: str | None, prices: str | None, report_dir: str | None, time_scale: float | None,
+        **overrides: object) -> int:
     """Render a campaign: submit, track, download, report. Resumable: run it again."""
     from decimal import Decimal
     from pathlib import Path
@@ -154,7 +205,7 @@ def run(manifest: str, simulate: bool, yes: bool, retry_failed: bool, resubmit_u
     options = launch.RunOptions(
         manifest=Path(manifest), state=state, prices=prices, simulate=simulate, yes=yes, retry_failed=retry_failed,
         resubmit_unknown=resubmit_unknown, max_usd=None if max_usd is None else Decimal(str(max_usd)),
-        report_dir=report_dir, overrides=overrides,
+        report_dir=report_dir, time_scale=time_scale, overrides=overrides,
     )
     outcome = launch.run_manifest(options, confirm=_confirm_spend, progress=choose_progress())
     for rec in outcome.recovered:

@@ -159,7 +159,8 @@ class Backoff:
             return False
         self._tries += 1
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return exc.retry_after
+            # Retry-After is real seconds from the server; honoured up to retry_wait_max.
+            return min(exc.retry_after, self._settings.retry_wait_max)
         cap = min(self._settings.retry_wait_max, self._settings.retry_wait_initial * 2 ** (self._tries - 1))
         return self._settings.real(random.uniform(0, cap))
 
@@ -318,7 +319,7 @@ class Engine:
             # The service answered without a task (or nothing was sent): safe to try again.
             self.ledger.release(self.campaign, job.key, exc.error_class, exc.message)
             if isinstance(exc, RateLimited):
-                self.submit_pacer.slow_down(None if exc.retry_after is None else exc.retry_after)
+                self.submit_pacer.slow_down(_capped(exc.retry_after, self.settings.retry_wait_max))
             self.progress.job(job.label, "retry", exc.message)
             raise
         except AmbiguousSubmit as exc:
@@ -391,7 +392,7 @@ class Engine:
                     try:
                         status = await self.client.status(item.task_id)
                     except RateLimited as exc:
-                        self.status_pacer.slow_down(exc.retry_after)
+                        self.status_pacer.slow_down(_capped(exc.retry_after, self.settings.retry_wait_max))
                         raise
                     self.status_pacer.succeeded()
                     return status
@@ -454,6 +455,10 @@ class Engine:
                 break
         self.progress.job(item.job.label, "failed", "download failed; a later run tries again")
         return None
+
+
+def _capped(value: float | None, cap: float) -> float | None:
+    return None if value is None else min(value, cap)
 
 
 def _try_acquire(semaphore: anyio.Semaphore) -> bool:

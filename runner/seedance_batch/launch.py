@@ -52,6 +52,7 @@ class RunOptions:
     resubmit_unknown: bool = False
     max_usd: Decimal | None = None
     report_dir: str | None = None
+    time_scale: float | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -77,9 +78,9 @@ def credentials(environ: Mapping[str, str] | None = None, cwd: Path | None = Non
     return environ.get(URL_ENV) or from_file.get(URL_ENV) or DEFAULT_BASE_URL, key
 
 
-def load_plan(manifest_path: Path, ledger: Ledger, *, prices: str | None = None, max_usd: Decimal | None = None,
+def load_plan(manifest_path: Path, ledger: Ledger | None, *, prices: str | None = None, max_usd: Decimal | None = None,
               retry_failed: bool = False, resubmit_unknown: bool = False) -> tuple[Any, Plan]:
-    """Load, expand and price the manifest, then plan it against the ledger."""
+    """Load, expand and price the manifest, then plan it against the ledger (None: no ledger yet)."""
     from .expand import expand
     from .manifest import load_manifest
     from .models import load_catalog, price_jobs
@@ -89,7 +90,8 @@ def load_plan(manifest_path: Path, ledger: Ledger, *, prices: str | None = None,
     priced = price_jobs(expand(manifest), catalog)
     campaign = priced[0].job.campaign if priced else manifest.name
     budget = max_usd if max_usd is not None else manifest.budget_usd
-    plan = make_plan(priced, ledger.records(campaign), manifest_path=manifest_path, catalog=catalog,
+    records = ledger.records(campaign) if ledger is not None else []
+    plan = make_plan(priced, records, manifest_path=manifest_path, catalog=catalog,
                      budget_usd=budget, retry_failed=retry_failed, resubmit_unknown=resubmit_unknown)
     return manifest, plan
 
@@ -105,7 +107,7 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
                                    retry_failed=options.retry_failed, resubmit_unknown=options.resubmit_unknown)
         check_budget(plan)
         settings = RunSettings.build(manifest.run, options.overrides, output_dir=Path(manifest.output_dir),
-                                     time_scale=SIM_TIME_SCALE if options.simulate else 1.0)
+                                     time_scale=_time_scale(options))
         threshold = settings.confirm_above_usd if settings.confirm_above_usd is not None else DEFAULT_CONFIRM_USD
         if not (options.simulate or options.yes) and plan.usd > threshold and confirm is not None:
             if not confirm(plan, threshold):
@@ -115,6 +117,14 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
             result = anyio.run(_execute, plan, settings, base_url, key, ledger, progress)
         reports = _write_reports(plan, result, manifest, options, settings, started, key)
     return RunOutcome(plan, result, recovered, reports)
+
+
+def _time_scale(options: RunOptions) -> float:
+    if options.time_scale is not None:
+        if not options.time_scale > 0:
+            raise UsageError(f"--time-scale must be above 0, got {options.time_scale!r}")
+        return options.time_scale
+    return SIM_TIME_SCALE if options.simulate else 1.0
 
 
 async def _execute(plan: Plan, settings: RunSettings, base_url: str, key: str, ledger: Ledger,
@@ -131,7 +141,7 @@ def _service(api: tuple[str, str] | None, options: RunOptions) -> Iterator[tuple
         return
     from .simulator import SimulatorConfig, run_simulator
 
-    with run_simulator(SimulatorConfig(time_scale=SIM_TIME_SCALE, prices=options.prices)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=_time_scale(options), prices=options.prices)) as sim:
         yield sim.base_url, SIM_KEY
 
 
