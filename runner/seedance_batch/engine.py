@@ -264,7 +264,12 @@ class Engine:
                            "no more submits")
                 break
             self.reserved += cost
-            work.start_soon(self._submit_and_track, planned)
+            if planned is self.plan.to_submit[0]:
+                # The first submit goes alone: a bad key or an empty account shows on
+                # one request, not on a burst of them already in the air.
+                await self._submit_and_track(planned)
+            else:
+                work.start_soon(self._submit_and_track, planned)
 
     async def _submit_and_track(self, planned: PlannedJob) -> None:
         job, cost = planned.priced.job, planned.priced.cost
