@@ -21,7 +21,7 @@ from seedance_batch.models import price_jobs
 from seedance_batch.plan import make_plan
 from seedance_batch.report import ReportPaths, write_reports
 from seedance_batch.report.data import build_report
-from seedance_batch.report.html import contact_sheet
+from seedance_batch.report.html import contact_sheets
 from seedance_batch.report.redact import PRIVATE_PROMPT as SHOWN_FOR_PRIVATE, redact_url
 from seedance_batch.report.tables import CSV_COLUMNS
 
@@ -187,11 +187,28 @@ def test_html_loads_no_video_until_it_is_on_screen(written: ReportPaths) -> None
 
 
 def test_contact_sheet_is_shots_by_combinations_in_manifest_order() -> None:
-    sheet = contact_sheet(_report())
+    (sheet,) = contact_sheets(_report())
+    assert sheet.title == "locale × ratio"
     assert [row.shot for row in sheet.rows] == ["hero", "product", "outro"]
     assert [c.title for c in sheet.columns] == [
         "en-US · 16:9", "en-US · 9:16", "fr-FR · 16:9", "fr-FR · 9:16", "ja-JP · 16:9", "ja-JP · 9:16"]
     assert sheet.rows[1].cells[0] == (6,)  # product/en-US/16x9 is the 7th job
+
+
+def test_shots_with_another_matrix_get_their_own_sheet() -> None:
+    from dataclasses import replace
+
+    hero = [make_job("hero", locale, "16:9") for locale in ("en-US", "fr-FR")]
+    # A shot without locales; its one axis's value is a mapping, shown by its id.
+    packshot = [replace(make_job("pack", "xx", ratio), combination={"placement": {"id": f"feed-{ratio}", "w": 1}})
+                for ratio in ("9:16", "1:1")]
+    plan = make_plan(price_jobs(hero + packshot, CATALOG), [], manifest_path=Path("m.yaml"), catalog=CATALOG,
+                     budget_usd=None)
+    report = build_report(plan, [], report_dir="r", output_dir="renders", manifest_sha256="", generated_at=NOON)
+    first, second = contact_sheets(report)
+    assert (first.title, [r.shot for r in first.rows], len(first.columns)) == ("locale × ratio", ["hero"], 2)
+    assert (second.title, [r.shot for r in second.rows]) == ("placement", ["pack"])
+    assert [c.title for c in second.columns] == ["feed-9:16", "feed-1:1"]
 
 
 # --- CSV ----------------------------------------------------------------------------------------

@@ -80,14 +80,14 @@ def test_report_loads_without_console_errors_and_renders(browser, report_url: st
     browser.get(report_url)
     _wait(browser, "return document.readyState === 'complete'")
     # 3 shots x 6 combinations, one job per cell.
-    assert browser.execute_script("return document.querySelectorAll('#sheet tbody tr').length") == 3
-    assert browser.execute_script("return document.querySelectorAll('#sheet thead th').length") == 1 + 6
-    assert browser.execute_script("return document.querySelectorAll('#sheet figure.cell').length") == 18
+    assert browser.execute_script("return document.querySelectorAll('#sheets tbody tr').length") == 3
+    assert browser.execute_script("return document.querySelectorAll('#sheets thead th').length") == 1 + 6
+    assert browser.execute_script("return document.querySelectorAll('#sheets figure.cell').length") == 18
     assert browser.execute_script("return document.querySelectorAll('#jobs tbody tr').length") == 18
     # Four files were downloaded: four players; the fifth "done" job's file is missing and says so.
-    assert browser.execute_script("return document.querySelectorAll('#sheet video').length") == 4
+    assert browser.execute_script("return document.querySelectorAll('#sheets video').length") == 4
     badges = browser.execute_script(
-        "return Array.from(document.querySelectorAll('#sheet .frame .badge')).map(b => b.textContent)")
+        "return Array.from(document.querySelectorAll('#sheets .frame .badge')).map(b => b.textContent)")
     assert sorted(set(badges)) == ["downloading", "failed", "file missing", "in flight", "planned",
                                    "timed out", "unknown"]
     # The prompt with a <script> tag is text, and the only script is the report's own.
@@ -100,9 +100,9 @@ def test_report_loads_without_console_errors_and_renders(browser, report_url: st
 
 def test_videos_load_lazily_from_relative_paths(browser, report_url: str) -> None:
     browser.get(report_url)
-    first = "document.querySelector('#sheet video')"
+    first = "document.querySelector('#sheets video')"
     _wait(browser, f"return {first}.getAttribute('src') !== null")
-    assert browser.execute_script(f"return {first}.getAttribute('src')") == "../../renders/spring/hero/en-US/16x9.mp4"
+    assert browser.execute_script(f"return {first}.getAttribute('src')") == "../../renders/spring/hero/en-US/16x9.mp4#t=0.1"
     # The browser found the file and read its metadata: 320x180, 2 seconds.
     _wait(browser, f"return {first}.readyState >= 1")
     assert browser.execute_script(f"return [{first}.videoWidth, {first}.videoHeight]") == [320, 180]

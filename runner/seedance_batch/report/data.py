@@ -234,8 +234,16 @@ _NO_RECORD = JobRecord(campaign="", key="", label="", shot="", request={}, state
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    """A combination value as a column heading shows it: a mapping by its ``id`` (as in
+    job labels), else its pairs; a list by its items."""
+    if isinstance(value, Mapping):
+        if "id" in value:
+            return _text(value["id"])
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, bool) or value is None:
+        return "true" if value is True else "false" if value is False else "null"
     return str(value)
 
 

@@ -20,7 +20,7 @@ from markupsafe import Markup
 from .data import STATES, Report, ReportRow
 from .fmt import duration, span, state_word, usd, when
 
-__all__ = ["Column", "Sheet", "SheetRow", "contact_sheet", "report_html"]
+__all__ = ["Column", "Sheet", "SheetRow", "contact_sheets", "report_html"]
 
 _RATIO = re.compile(r"^(\d{1,3}):(\d{1,3})$")
 # Badge colour families: the CSS styles one class per family.
@@ -55,20 +55,41 @@ class SheetRow:
 
 @dataclass(frozen=True, slots=True)
 class Sheet:
-    """The contact sheet: shots as rows, combinations as columns, in manifest order."""
+    """A contact sheet: shots as rows, combinations as columns, in manifest order.
 
+    ``axes`` names the combination's axes (``locale × aspect_ratio``); shots whose
+    matrices differ get sheets of their own rather than rows of empty cells.
+    """
+
+    axes: tuple[str, ...]
     columns: tuple[Column, ...]
     rows: tuple[SheetRow, ...]
 
+    @property
+    def title(self) -> str:
+        return " × ".join(self.axes) or "no matrix"
 
-def contact_sheet(report: Report) -> Sheet:
-    """Lay the report's jobs out as shots x combinations."""
+
+def contact_sheets(report: Report) -> tuple[Sheet, ...]:
+    """Lay the report's jobs out as shots x combinations, one sheet per set of axes."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    shot_axes: dict[str, tuple[str, ...]] = {}
+    for index, row in enumerate(report.rows):
+        # A shot belongs to the sheet of its first job's axes (include: may add a few).
+        axes = shot_axes.setdefault(row.shot, tuple(axis for axis, _ in row.combination))
+        groups.setdefault(axes, []).append(index)
+    return tuple(_sheet(report, axes, indexes) for axes, indexes in groups.items())
+
+
+def _sheet(report: Report, axes: tuple[str, ...], indexes: list[int]) -> Sheet:
     columns: dict[tuple[tuple[str, str], ...], int] = {}
     shots: dict[str, dict[int, list[int]]] = {}
-    for index, row in enumerate(report.rows):
+    for index in indexes:
+        row = report.rows[index]
         column = columns.setdefault(row.combination, len(columns))
         shots.setdefault(row.shot, {}).setdefault(column, []).append(index)
     return Sheet(
+        axes=axes,
         columns=tuple(Column(values) for values in columns),
         rows=tuple(
             SheetRow(shot, tuple(tuple(cells.get(c, ())) for c in range(len(columns))))
@@ -83,7 +104,7 @@ def report_html(report: Report) -> str:
     return template.render(
         report=report,
         totals=report.totals,
-        sheet=contact_sheet(report),
+        sheets=contact_sheets(report),
         states=[s for s in STATES if report.totals.by_state.get(s)],
         style=Markup(_asset("report.css")),  # our own static files, never user data
         script=Markup(_asset("report.js")),

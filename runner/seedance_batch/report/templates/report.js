@@ -3,9 +3,10 @@
 
   // Videos get their src only when their cell comes near the viewport:
   // a 2,000-job sheet must not ask for 2,000 files at load.
+  // "#t=0.1" makes the player show a frame instead of a black tile (media fragment).
   function loadVideo(video) {
     if (video.dataset.src) {
-      video.src = video.dataset.src;
+      video.src = video.dataset.src + "#t=0.1";
       video.removeAttribute("data-src");
     }
   }
