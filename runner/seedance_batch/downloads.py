@@ -54,6 +54,8 @@ def safe_target(output_dir: Path, relative: str) -> Path:
 async def download(http: httpx.AsyncClient, url: str, target: Path) -> Downloaded:
     """Stream ``url`` into ``target`` atomically; raise :class:`UrlExpired` or TransientError."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.part"):
+        stale.unlink(missing_ok=True)  # left by a run killed mid-download
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     temp = Path(temp_name)
     try:
