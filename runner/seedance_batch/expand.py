@@ -74,8 +74,12 @@ class Job:
 def request_key(request: Mapping[str, Any]) -> str:
     """A job's identity: sha256 of the canonical JSON of its request (no callback_url)."""
     body = {k: v for k, v in request.items() if k != "callback_url"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(body).encode("utf-8")).hexdigest()
+
+
+# json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False), without
+# building a new encoder per call (it is called once per job).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def expand(manifest: Manifest) -> list[Job]:
@@ -266,11 +270,10 @@ def _clashes(jobs: list[Job]) -> list[ManifestError]:
     keys: dict[str, Job] = {}
     files: dict[str, Job] = {}
     for job in jobs:
-        where = Location(job.location.file, job.location.line, job.location.col, job.location.path, job.label)
         first = labels.setdefault(job.label, job)
         if first is not job:
             errors.append(ManifestError(
-                f"two jobs have the label {job.label!r}", location=where,
+                f"two jobs have the label {job.label!r}", location=_at(job),
                 hint="give the include entries a value that tells them apart",
             ))
             continue
@@ -278,13 +281,18 @@ def _clashes(jobs: list[Job]) -> list[ManifestError]:
         if first is not job:
             errors.append(ManifestError(
                 f"jobs {first.label!r} and {job.label!r} make the identical request (key {job.key[:12]}); "
-                "the same request is one job and is paid for once", location=where,
+                "the same request is one job and is paid for once", location=_at(job),
                 hint="use the value that tells them apart in the prompt or a parameter, or drop one of them",
             ))
         first = files.setdefault(job.output_path.casefold(), job)
         if first is not job:
             errors.append(ManifestError(
-                f"jobs {first.label!r} and {job.label!r} would write the same file {job.output_path!r}", location=where,
+                f"jobs {first.label!r} and {job.label!r} would write the same file {job.output_path!r}", location=_at(job),
                 hint="put {{ slug }} or another distinguishing value in output.filename",
             ))
     return errors
+
+
+def _at(job: Job) -> Location:
+    where = job.location
+    return Location(where.file, where.line, where.col, where.path, job.label)
