@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ __all__ = ["axis_value_errors", "did_you_mean", "manifest_errors", "manifest_sch
 _CATALOG_OWNED = {("model", "enum"), ("resolution", "enum"), ("aspect_ratio", "enum"),
                   ("duration", "minimum"), ("duration", "maximum")}
 
+_DID_YOU_MEAN = re.compile(r"did you mean ('[^']*')\?")
 _TYPE_WORDS = {
     "object": "a mapping", "array": "a list", "string": "text", "integer": "a whole number",
     "number": "a number", "boolean": "true or false", "null": "nothing",
@@ -67,12 +69,15 @@ def axis_value_errors(values: Any, locate: Locate) -> list[ManifestError]:
 
 
 def _errors(found: Iterable[ValidationError], locate: Locate) -> list[ManifestError]:
+    explained = [item for top in found for item in _explain(best_match([top])) if item[2] is not None]
+    # "missing 'shots'" says nothing new next to "unknown key 'shot' (did you mean 'shots'?)".
+    typos = {(path[:-1], m.group(1)) for path, _, message in explained
+             if message.startswith("unknown key") and (m := _DID_YOU_MEAN.search(message))}
     errors: dict[tuple[Any, ...], ManifestError] = {}
-    for top in found:
-        error = best_match([top])
-        for path, at_key, message in _explain(error):
-            if message is not None:
-                errors.setdefault((path, message), ManifestError(message, location=locate(path, at_key)))
+    for path, at_key, message in explained:
+        if message.startswith("missing required key ") and (path, message[len("missing required key "):]) in typos:
+            continue
+        errors.setdefault((path, message), ManifestError(message, location=locate(path, at_key)))
     return list(errors.values())
 
 

@@ -90,32 +90,32 @@ def _inside(name: str, base: Path, where: Location) -> Path:
     """Refuse paths that leave the manifest's folder."""
     posix, windows = PurePosixPath(name), PureWindowsPath(name)
     if posix.is_absolute() or windows.is_absolute() or windows.drive or "\\" in name:
-        raise ManifestError(f"from: {name!r} is an absolute path; give a path relative to the manifest's folder", location=where)
+        raise ManifestError(f"{name!r} is an absolute path; give a path relative to the manifest's folder", location=where)
     if ".." in posix.parts:
-        raise ManifestError(f"from: {name!r} leaves the manifest's folder ('..'); keep data files beside the manifest", location=where)
+        raise ManifestError(f"{name!r} leaves the manifest's folder ('..'); keep data files beside the manifest", location=where)
     file = base / posix
     try:
         inside = file.resolve().is_relative_to(base.resolve())
     except (OSError, RuntimeError):
         inside = False
     if not inside:
-        raise ManifestError(f"from: {name!r} resolves outside the manifest's folder (a symlink?)", location=where)
+        raise ManifestError(f"{name!r} resolves outside the manifest's folder (a symlink?); keep data files beside the manifest", location=where)
     return file
 
 
 def _read(file: Path, where: Location) -> str:
     try:
         if file.stat().st_size > MAX_BYTES:
-            raise ManifestError(f"from: {file.name!r} is larger than {MAX_BYTES // 2**20} MiB", location=where)
+            raise ManifestError(f"{file.name!r} is larger than {MAX_BYTES // 2**20} MiB", location=where)
         return file.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
-        raise ManifestError(f"from: file {str(file)!r} not found", location=where) from None
+        raise ManifestError(f"file {str(file)!r} not found", hint="paths are relative to the manifest's folder", location=where) from None
     except IsADirectoryError:
-        raise ManifestError(f"from: {str(file)!r} is a folder, not a file", location=where) from None
+        raise ManifestError(f"{str(file)!r} is a folder, not a file", location=where) from None
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"from: {str(file)!r} is not UTF-8 text (byte {exc.start})", location=where) from None
+        raise ManifestError(f"{str(file)!r} is not UTF-8 text (byte {exc.start})", location=where) from None
     except OSError as exc:
-        raise ManifestError(f"from: cannot read {str(file)!r}: {exc.strerror}", location=where) from None
+        raise ManifestError(f"cannot read {str(file)!r}: {exc.strerror}", location=where) from None
 
 
 def _parse(suffix: str, text: str, shown: str) -> tuple[list[Any], list[Location]]:
