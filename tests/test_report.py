@@ -130,7 +130,7 @@ def test_videos_are_linked_relative_to_the_report_folder(written: ReportPaths) -
     assert rows["hero/en-US/16x9"].video == "renders/spring/hero/en-US/16x9.mp4"
     assert rows["product/fr-FR/16x9"].href is None  # "done" in the ledger, but no file on disk
     html = written.html.read_text(encoding="utf-8")
-    assert 'data-src="../../renders/spring/hero/en-US/16x9.mp4"' in html
+    assert 'data-video="../../renders/spring/hero/en-US/16x9.mp4"' in html
 
 
 def test_absolute_folders_give_the_same_relative_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,10 +180,11 @@ def test_html_escapes_prompts_and_is_self_contained(written: ReportPaths) -> Non
         assert remote not in html
 
 
-def test_html_loads_no_video_until_it_is_on_screen(written: ReportPaths) -> None:
+def test_html_builds_no_player_until_it_is_on_screen(written: ReportPaths) -> None:
     html = written.html.read_text(encoding="utf-8")
-    assert html.count('<video controls preload="metadata"') == 4
-    assert " src=" not in html.replace("data-src=", "")
+    assert html.count('class="frame player" data-video="../../renders/spring/') == 4
+    assert "<video" not in html and " src=" not in html  # the script makes players near the screen
+    assert 'video.preload = "metadata"' in html and "video.controls = true" in html
 
 
 def test_contact_sheet_is_shots_by_combinations_in_manifest_order() -> None:

@@ -84,8 +84,10 @@ def test_report_loads_without_console_errors_and_renders(browser, report_url: st
     assert browser.execute_script("return document.querySelectorAll('#sheets thead th').length") == 1 + 6
     assert browser.execute_script("return document.querySelectorAll('#sheets figure.cell').length") == 18
     assert browser.execute_script("return document.querySelectorAll('#jobs tbody tr').length") == 18
-    # Four files were downloaded: four players; the fifth "done" job's file is missing and says so.
-    assert browser.execute_script("return document.querySelectorAll('#sheets video').length") == 4
+    # Four files were downloaded: four players (made as they come near the screen);
+    # the fifth "done" job's file is missing and says so.
+    assert browser.execute_script(
+        "return document.querySelectorAll('#sheets video, #sheets .frame[data-video]').length") == 4
     badges = browser.execute_script(
         "return Array.from(document.querySelectorAll('#sheets .frame .badge')).map(b => b.textContent)")
     assert sorted(set(badges)) == ["downloading", "failed", "file missing", "in flight", "planned",
@@ -101,11 +103,19 @@ def test_report_loads_without_console_errors_and_renders(browser, report_url: st
 def test_videos_load_lazily_from_relative_paths(browser, report_url: str) -> None:
     browser.get(report_url)
     first = "document.querySelector('#sheets video')"
-    _wait(browser, f"return {first}.getAttribute('src') !== null")
-    assert browser.execute_script(f"return {first}.getAttribute('src')") == "../../renders/spring/hero/en-US/16x9.mp4#t=0.1"
+    _wait(browser, f"return {first} !== null")
+    assert browser.execute_script(f"return [{first}.getAttribute('src'), {first}.preload, {first}.controls]") == [
+        "../../renders/spring/hero/en-US/16x9.mp4#t=0.1", "metadata", True]
     # The browser found the file and read its metadata: 320x180, 2 seconds.
     _wait(browser, f"return {first}.readyState >= 1")
-    assert browser.execute_script(f"return [{first}.videoWidth, {first}.videoHeight]") == [320, 180]
+    assert browser.execute_script(f"return [{first}.videoWidth, {first}.videoHeight, {first}.duration]") == [
+        320, 180, 2]
+    # The last column is off screen, so its player does not exist yet; scrolled to, it does.
+    waiting = "document.querySelectorAll('#sheets .frame[data-video]').length"
+    assert browser.execute_script(f"return {waiting}") >= 1
+    browser.execute_script("document.querySelector('.sheet-wrap').scrollLeft = 1e6")
+    _wait(browser, f"return {waiting} === 0")
+    assert browser.execute_script("return document.querySelectorAll('#sheets video').length") == 4
 
 
 def test_table_sorts_by_a_column_both_ways(browser, report_url: str) -> None:

@@ -3,8 +3,10 @@
 One self-contained file: Jinja2 templates under ``templates/`` with autoescaping
 on (a prompt containing ``<script>`` shows as text), the stylesheet and the small
 script inlined, no network. Videos are linked by paths relative to the report
-folder and given to the browser only when their cell scrolls into view, so a
-2,000-job campaign opens as fast as a 20-job one.
+folder. Each downloaded video is a light placeholder in the page source that the
+script turns into ``<video controls preload="metadata">`` when its cell nears the
+screen, and the job table lays itself out only when scrolled to: 2,000 players
+built at once cost seconds before anything shows (bench/report_scale.py).
 """
 
 from __future__ import annotations

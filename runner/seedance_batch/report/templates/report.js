@@ -1,28 +1,33 @@
 (function () {
   "use strict";
 
-  // Videos get their src only when their cell comes near the viewport:
-  // a 2,000-job sheet must not ask for 2,000 files at load.
+  // Each downloaded video is a light placeholder until its cell comes near the screen;
+  // then it becomes a video player with controls, preloading only metadata. A 2,000-job sheet would
+  // otherwise build 2,000 players (and ask for 2,000 files) before showing anything.
   // "#t=0.1" makes the player show a frame instead of a black tile (media fragment).
-  function loadVideo(video) {
-    if (video.dataset.src) {
-      video.src = video.dataset.src + "#t=0.1";
-      video.removeAttribute("data-src");
-    }
+  function makePlayer(frame) {
+    var video = document.createElement("video");
+    video.controls = true;
+    video.preload = "metadata";
+    video.playsInline = true;
+    video.title = frame.title;
+    video.style.aspectRatio = frame.style.aspectRatio;
+    video.src = frame.getAttribute("data-video") + "#t=0.1";
+    frame.replaceWith(video);
   }
-  var videos = document.querySelectorAll("video[data-src]");
+  var frames = document.querySelectorAll(".frame[data-video]");
   if ("IntersectionObserver" in window) {
     var observer = new IntersectionObserver(function (entries) {
       entries.forEach(function (entry) {
         if (entry.isIntersecting) {
-          loadVideo(entry.target);
           observer.unobserve(entry.target);
+          makePlayer(entry.target);
         }
       });
     }, { rootMargin: "400px" });
-    videos.forEach(function (video) { observer.observe(video); });
+    frames.forEach(function (frame) { observer.observe(frame); });
   } else {
-    videos.forEach(loadVideo);
+    frames.forEach(makePlayer);
   }
 
   var table = document.getElementById("jobs");
