@@ -1,0 +1,87 @@
+"""`seedance-batch report MANIFEST`: the real CLI in a subprocess, over a real SQLite ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from report_campaign import SAMPLE_MP4
+from seedance_batch.launch import load_plan
+from seedance_batch.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parents[1]
+CAMPAIGN = "brightside-launch"
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "SEEDANCE_STATE")}
+    return subprocess.run([sys.executable, "-m", "seedance_batch", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
+    return tmp_path
+
+
+def _states(workdir: Path) -> dict[str, str]:
+    data = json.loads((workdir / "reports" / CAMPAIGN / "report.json").read_text(encoding="utf-8"))
+    return {job["label"]: job["state"] for job in data["jobs"]}
+
+
+def test_report_from_the_plan_alone_writes_five_files_and_no_ledger(workdir: Path) -> None:
+    result = cli(workdir, "report", "manifests/ad-localization.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"reports/{CAMPAIGN}/report.html (and report.csv, report.json, junit.xml, summary.md): "
+        "22 jobs, 0 done, 0 failed/unknown/timed out; $0.00 spent of $60.00 budget\n")
+    assert sorted(p.name for p in (workdir / "reports" / CAMPAIGN).iterdir()) == [
+        "junit.xml", "report.csv", "report.html", "report.json", "summary.md"]
+    assert set(_states(workdir).values()) == {"planned"}
+    assert not (workdir / ".seedance").exists()  # reading a campaign never creates state
+
+
+def test_report_mid_run_reads_the_ledger_and_changes_nothing(workdir: Path) -> None:
+    ledger_path = workdir / ".seedance" / "ledger.sqlite"
+    with Ledger.open(ledger_path) as ledger:
+        _, plan = load_plan(workdir / "manifests" / "ad-localization.yaml", ledger)
+        done, crashed = plan.jobs[0].priced, plan.jobs[1].priced
+        for priced in (done, crashed):
+            job = priced.job
+            ledger.begin_submit(campaign=job.campaign, key=job.key, label=job.label, shot=job.shot,
+                                request=job.request, credits=priced.cost.credits, cost_usd=priced.cost.usd,
+                                output_path=job.output_path)
+        # One job rendered and downloaded; the other's submit never got an answer (a crash).
+        ledger.submitted(CAMPAIGN, done.job.key, "task-1", "not_started")
+        ledger.finished(CAMPAIGN, done.job.key, "https://files.example/v.mp4?sig=secret")
+        target = workdir / "renders" / done.job.output_path
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(SAMPLE_MP4, target)
+        ledger.downloaded(CAMPAIGN, done.job.key, done.job.output_path, target.stat().st_size, "0" * 64)
+    result = cli(workdir, "report", "manifests/ad-localization.yaml", "--out", "out")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("out/report.html (and report.csv")
+    data = json.loads((workdir / "out" / "report.json").read_text(encoding="utf-8"))
+    states = {job["label"]: job for job in data["jobs"]}
+    assert states[done.job.label]["state"] == "done" and states[done.job.label]["downloaded"]
+    assert states[crashed.job.label]["state"] == "submitting"
+    assert data["totals"]["usd_spent"] == float(done.cost.usd + crashed.cost.usd)
+    assert "sig=secret" not in (workdir / "out" / "report.html").read_text(encoding="utf-8")
+    # The report only reads: recovering the crashed submit is the next run's job.
+    with Ledger.open(ledger_path) as ledger:
+        assert ledger.record(CAMPAIGN, crashed.job.key).state.value == "submitting"
+
+
+def test_report_of_a_missing_manifest_is_one_line_and_exit_2(workdir: Path) -> None:
+    result = cli(workdir, "report", "manifests/nope.yaml")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "nope.yaml" in result.stderr
