@@ -59,13 +59,15 @@ RESUBMIT_UNKNOWN_OPTION = click.option(
 @cli.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@click.option("--report", "write_report", is_flag=True,
+              help="Also write the plan's reports (reports/<campaign>/), over budget too.")
 @MAX_USD_OPTION
 @RETRY_FAILED_OPTION
 @RESUBMIT_UNKNOWN_OPTION
 @STATE_OPTION
 @PRICES_OPTION
 def plan(manifest: str, as_json: bool, max_usd: float | None, retry_failed: bool, resubmit_unknown: bool,
-         state: str | None, prices: str | None) -> int:
+         state: str | None, prices: str | None, write_report: bool = False) -> int:
     """Show what a run would render and what it would cost; spend nothing.
 
     Compares the manifest with the ledger: new, changed, in-flight, done, failed,
@@ -80,15 +82,22 @@ def plan(manifest: str, as_json: bool, max_usd: float | None, retry_failed: bool
     flags = {"prices": prices, "max_usd": budget, "retry_failed": retry_failed, "resubmit_unknown": resubmit_unknown}
     if path.exists():  # a dry run creates no ledger
         with Ledger.open(path) as ledger:
-            _, the_plan = load_plan(Path(manifest), ledger, **flags)
+            loaded, the_plan = load_plan(Path(manifest), ledger, **flags)
     else:
-        _, the_plan = load_plan(Path(manifest), None, **flags)
+        loaded, the_plan = load_plan(Path(manifest), None, **flags)
     if as_json:
         click.echo(json.dumps(plan_to_dict(the_plan), ensure_ascii=False))
     else:
         console = Console()
         console.print(display.plan_table(the_plan))
         console.print(display.plan_summary(the_plan), highlight=False)
+    if write_report:  # before the budget check: an over-budget plan is worth a report too
+        from .report import default_report_dir, report_line, write_reports
+
+        paths = write_reports(the_plan, (), out_dir=default_report_dir(the_plan.campaign),
+                              output_dir=Path(loaded.output_dir), manifest_path=loaded.path,
+                              manifest_sha256=loaded.sha256)
+        click.echo(report_line(paths), err=as_json)  # --json keeps stdout one JSON object
     check_budget(the_plan)
     return EXIT_OK
 
@@ -292,9 +301,13 @@ def report(manifest: str, out_dir: str | None, state: str | None, prices: str | 
     from .report import default_report_dir, report_line, write_reports
 
     path = default_path(state)
-    with Ledger.open(path if path.exists() else ":memory:") as ledger:
-        loaded, plan = launch.load_plan(Path(manifest), ledger, prices=prices)
-        records = ledger.records(plan.campaign)
+    if path.exists():  # reading a campaign never creates a ledger
+        with Ledger.open(path) as ledger:
+            loaded, plan = launch.load_plan(Path(manifest), ledger, prices=prices)
+            records = ledger.records(plan.campaign)
+    else:
+        loaded, plan = launch.load_plan(Path(manifest), None, prices=prices)
+        records = []
     paths = write_reports(plan, records, out_dir=Path(out_dir) if out_dir else default_report_dir(plan.campaign),
                           output_dir=Path(loaded.output_dir), manifest_path=loaded.path,
                           manifest_sha256=loaded.sha256)
