@@ -73,6 +73,7 @@ def test_totals_count_states_seconds_and_money() -> None:
     assert totals.usd_planned == Decimal("18.000")  # 18 jobs x 5 s x 40 credits x $0.005
     assert totals.credits_planned == 3600
     assert totals.usd_spent == Decimal("10.00")  # ten records, each charged $1.00
+    assert totals.usd_to_render == Decimal("8.000")  # the eight planned jobs
     assert totals.credits_spent == 2000
     assert totals.fal_usd == Decimal("0.3024") * 90
     assert totals.budget_usd == Decimal("30") and totals.within_budget
@@ -80,11 +81,14 @@ def test_totals_count_states_seconds_and_money() -> None:
 
 def test_a_plan_alone_reports_every_job_planned_and_nothing_spent() -> None:
     jobs = [make_job("hero", "en-US", "16:9"), make_job("hero", "fr-FR", "16:9")]
-    plan = make_plan(price_jobs(jobs, CATALOG), [], manifest_path=Path("m.yaml"), catalog=CATALOG, budget_usd=None)
+    plan = make_plan(price_jobs(jobs, CATALOG), [], manifest_path=Path("m.yaml"), catalog=CATALOG,
+                     budget_usd=Decimal("1.50"))
     report = build_report(plan, [], report_dir="reports/spring", output_dir="renders", manifest_sha256="",
                           generated_at=NOON)
     assert [row.state for row in report.rows] == ["planned", "planned"]
     assert report.totals.usd_spent == 0 and report.started_at is None and report.duration_seconds is None
+    # Two jobs at $1.00 to render against $1.50: the plan is over budget before anything is spent.
+    assert report.totals.usd_to_render == Decimal("2.000") and not report.totals.within_budget
 
 
 def test_without_records_the_plans_own_records_are_used() -> None:
@@ -276,8 +280,8 @@ def test_summary_md_gives_totals_cost_against_budget_and_failures(written: Repor
     assert lines[2] == (
         "**18 jobs**: 5 done · 1 downloading · 1 in flight · 8 planned · 1 timed out · 1 unknown · 1 failed  ")
     assert lines[3] == "**Video**: 25 s rendered of 90 s planned  "
-    assert lines[4] == ("**Cost**: $10.00 spent of $30.00 budget (within budget) · whole campaign at list price "
-                        "$18.00 (3,600 credits) · fal.ai would charge $27.22")
+    assert lines[4] == ("**Cost**: $10.00 spent + $8.00 to render = $18.00 of $30.00 budget (within budget) · "
+                        "whole campaign at list price $18.00 (3,600 credits) · fal.ai would charge $27.22")
     assert "#### Failures (3)" in lines
     assert ("| `hero/fr-FR/9x16` | failed | 3 | content policy: see "
             "https://cdn.example.com/out/v.mp4?REDACTED (key REDACTED) |") in lines

@@ -41,7 +41,8 @@ def test_report_from_the_plan_alone_writes_five_files_and_no_ledger(workdir: Pat
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
         f"reports/{CAMPAIGN}/report.html (and report.csv, report.json, junit.xml, summary.md): "
-        "22 jobs, 0 done, 0 failed/unknown/timed out; $0.00 spent of $60.00 budget\n")
+        "22 jobs, 0 done, 0 failed/unknown/timed out; "
+        "$0.00 spent + $28.84 to render = $28.84 of $60.00 budget (within budget)\n")
     assert sorted(p.name for p in (workdir / "reports" / CAMPAIGN).iterdir()) == [
         "junit.xml", "report.csv", "report.html", "report.json", "summary.md"]
     assert set(_states(workdir).values()) == {"planned"}
@@ -77,6 +78,15 @@ def test_report_mid_run_reads_the_ledger_and_changes_nothing(workdir: Path) -> N
     # The report only reads: recovering the crashed submit is the next run's job.
     with Ledger.open(ledger_path) as ledger:
         assert ledger.record(CAMPAIGN, crashed.job.key).state.value == "submitting"
+
+
+def test_plan_report_over_budget_writes_the_summary_then_exits_3(workdir: Path) -> None:
+    result = cli(workdir, "plan", "manifests/ad-localization.yaml", "--report", "--max-usd", "10", "--json")
+    assert result.returncode == 3
+    assert json.loads(result.stdout)["within_budget"] is False  # stdout stays one JSON object
+    summary = (workdir / "reports" / CAMPAIGN / "summary.md").read_text(encoding="utf-8")
+    assert "$0.00 spent + $28.84 to render = $28.84 of $10.00 budget (**OVER budget**)" in summary
+    assert result.stderr.splitlines()[0].endswith("(OVER budget)")
 
 
 def test_report_of_a_missing_manifest_is_one_line_and_exit_2(workdir: Path) -> None:

@@ -18,10 +18,9 @@ from pathlib import Path
 from ..ledger import JobRecord
 from ..plan import Plan
 from .data import Report, build_report
-from .fmt import usd
 from .html import report_html
 from .junit import report_junit
-from .markdown import report_markdown
+from .markdown import cost_against_budget, report_markdown
 from .tables import CSV_ENCODING, report_csv, report_json
 
 __all__ = ["ReportPaths", "default_report_dir", "file_sha256", "report_line", "write_reports"]
@@ -104,11 +103,9 @@ def report_line(paths: ReportPaths) -> str:
     """What the CLI prints after writing: where the reports are, and the verdict in brief."""
     totals = paths.report.totals
     done = totals.by_state.get("done", 0)
-    budget = f" of {usd(totals.budget_usd)} budget" if totals.budget_usd is not None else ""
-    over = " (OVER budget)" if not totals.within_budget else ""
     return (
         f"{paths.html} (and report.csv, report.json, junit.xml, summary.md): {totals.jobs} jobs, {done} done, "
-        f"{totals.problems} failed/unknown/timed out; {usd(totals.usd_spent)} spent{budget}{over}"
+        f"{totals.problems} failed/unknown/timed out; {cost_against_budget(totals).replace('**', '')}"
     )
 
 

@@ -31,6 +31,8 @@ STATES: tuple[str, ...] = (
     JobState.DONE.value, JobState.FINISHED.value, JobState.SUBMITTED.value, JobState.SUBMITTING.value,
     JobState.PENDING.value, PLANNED, JobState.TIMED_OUT.value, JobState.UNKNOWN.value, JobState.FAILED.value,
 )
+# Nothing was (or may have been) charged for a job in these states.
+UNCHARGED_STATES = frozenset({PLANNED, JobState.PENDING.value})
 # States that mean "this render did not succeed": failures in junit.xml and summary.md.
 PROBLEM_STATES = frozenset({JobState.FAILED.value, JobState.UNKNOWN.value, JobState.TIMED_OUT.value})
 
@@ -87,8 +89,10 @@ class Totals:
 
     ``usd_planned`` is the list price of every job of the manifest; ``usd_spent``
     what the ledger says was (or may have been) charged for the campaign, jobs no
-    longer in the manifest (``superseded``) included; ``fal_usd`` what the
-    comparison provider would charge for the whole campaign.
+    longer in the manifest (``superseded``) included; ``usd_to_render`` the price of
+    the jobs nothing was charged for yet (``planned``, ``pending``): spent plus that
+    is what the campaign will have cost, and what the budget is checked against.
+    ``fal_usd`` is what the comparison provider would charge for the whole campaign.
     """
 
     jobs: int
@@ -100,6 +104,7 @@ class Totals:
     credits_spent: int
     usd_planned: Decimal
     usd_spent: Decimal
+    usd_to_render: Decimal
     fal_usd: Decimal
     budget_usd: Decimal | None
     superseded_jobs: int
@@ -107,7 +112,7 @@ class Totals:
 
     @property
     def within_budget(self) -> bool:
-        return self.budget_usd is None or self.usd_spent <= self.budget_usd
+        return self.budget_usd is None or self.usd_spent + self.usd_to_render <= self.budget_usd
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +273,7 @@ def _totals(rows: list[ReportRow], superseded: list[JobRecord], budget: Decimal 
         credits_spent=sum(row.spent_credits for row in rows) + old_credits,
         usd_planned=sum((row.cost_usd for row in rows), Decimal(0)),
         usd_spent=sum((row.spent_usd for row in rows), Decimal(0)) + old_usd,
+        usd_to_render=sum((row.cost_usd for row in rows if row.state in UNCHARGED_STATES), Decimal(0)),
         fal_usd=sum((row.fal_usd for row in rows), Decimal(0)),
         budget_usd=budget,
         superseded_jobs=len(superseded),

@@ -7,10 +7,10 @@ the table or inject HTML into the page that renders it.
 
 from __future__ import annotations
 
-from .data import STATES, Report
+from .data import STATES, Report, Totals
 from .fmt import PROBLEM_REASONS, duration, state_word, usd
 
-__all__ = ["MAX_FAILURES", "report_markdown"]
+__all__ = ["MAX_FAILURES", "cost_against_budget", "report_markdown"]
 
 MAX_FAILURES = 20
 
@@ -29,18 +29,24 @@ def _totals_lines(report: Report) -> list[str]:
     states = " · ".join(
         f"{totals.by_state[s]} {state_word(s)}" for s in STATES if totals.by_state.get(s)
     )
-    if totals.budget_usd is None:
-        budget = "no budget set"
-    else:
-        verdict = "within budget" if totals.within_budget else "**OVER budget**"
-        budget = f"of {usd(totals.budget_usd)} budget ({verdict})"
     return [
         f"**{totals.jobs} jobs**: {states or 'none'}  ",
         f"**Video**: {totals.seconds_rendered} s rendered of {totals.seconds_planned} s planned  ",
-        f"**Cost**: {usd(totals.usd_spent)} spent {budget} · whole campaign at list price "
+        f"**Cost**: {cost_against_budget(totals)} · whole campaign at list price "
         f"{usd(totals.usd_planned)} ({totals.credits_planned:,} credits) · "
         f"{_cell(report.comparison)} would charge {usd(totals.fal_usd)}",
     ]
+
+
+def cost_against_budget(totals: Totals) -> str:
+    """``$10.00 spent + $8.00 to render = $18.00 of $30.00 budget (within budget)``."""
+    text = f"{usd(totals.usd_spent)} spent"
+    if totals.usd_to_render:
+        text += f" + {usd(totals.usd_to_render)} to render = {usd(totals.usd_spent + totals.usd_to_render)}"
+    if totals.budget_usd is None:
+        return f"{text}, no budget set"
+    verdict = "within budget" if totals.within_budget else "**OVER budget**"
+    return f"{text} of {usd(totals.budget_usd)} budget ({verdict})"
 
 
 def _provenance(report: Report) -> str:

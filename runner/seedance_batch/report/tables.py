@@ -113,6 +113,7 @@ def _totals_dict(totals: Totals) -> dict[str, Any]:
         "credits_spent": totals.credits_spent,
         "usd_planned": float(totals.usd_planned),
         "usd_spent": float(totals.usd_spent),
+        "usd_to_render": float(totals.usd_to_render),
         "fal_usd": float(totals.fal_usd),
         "budget_usd": None if totals.budget_usd is None else float(totals.budget_usd),
         "within_budget": totals.within_budget,
