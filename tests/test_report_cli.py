@@ -66,7 +66,7 @@ def test_report_mid_run_reads_the_ledger_and_changes_nothing(workdir: Path) -> N
         target.parent.mkdir(parents=True)
         shutil.copyfile(SAMPLE_MP4, target)
         ledger.downloaded(CAMPAIGN, done.job.key, done.job.output_path, target.stat().st_size, "0" * 64)
-    result = cli(workdir, "report", "manifests/ad-localization.yaml", "--out", "out")
+    result = cli(workdir, "report", "manifests/ad-localization.yaml", "--report-dir", "out")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("out/report.html (and report.csv")
     data = json.loads((workdir / "out" / "report.json").read_text(encoding="utf-8"))

@@ -101,3 +101,13 @@ def test_reports_and_renders_are_uploaded_as_artifacts(workflow: dict[Any, Any])
     uploads = {s["with"]["path"]: s for s in _steps(workflow, "render") if "upload-artifact" in s.get("uses", "")}
     assert set(uploads) == {"reports/", "renders/"}
     assert all(step["if"] == "always()" for step in uploads.values())
+
+
+def test_the_readme_shows_this_very_workflow() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    if "## Render from CI" not in readme:
+        pytest.skip("README has no 'Render from CI' section yet")
+    section = readme.split("## Render from CI", 1)[1]
+    shown = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert shown is not None, "the section shows no yaml block"
+    assert shown.group(1) == WORKFLOW.read_text(encoding="utf-8")

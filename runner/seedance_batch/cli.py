@@ -284,7 +284,7 @@ def status(manifest: str, as_json: bool, state: str | None, prices: str | None) 
 
 @cli.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", default=None, metavar="DIR",
+@click.option("--report-dir", "out_dir", default=None, metavar="DIR",
               help="Where to write the reports (default reports/<campaign>).")
 @STATE_OPTION
 @click.option("--prices", default=None, type=click.Path(dir_okay=False), help="Your own model/price file.")
