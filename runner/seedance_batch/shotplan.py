@@ -92,12 +92,14 @@ def shot_plans(manifest: Manifest, errors: list[ManifestError]) -> list[ShotPlan
     ids = [shot["id"] for shot in shots]
     own = {shot["id"] for shot in shots if "matrix" in shot}
     matrices: dict[ManifestPath, tuple[tuple[Axis, ...], list[list[Location]]] | None] = {}
+    # The campaign's matrix is checked once, even when every shot has its own.
+    matrices[("matrix",)] = _checked_matrix(manifest, ("matrix",), data.get("matrix", {}), ids, own, errors)
     plans = []
     for index, shot in enumerate(shots):
         path: ManifestPath = ("shots", index, "matrix") if "matrix" in shot else ("matrix",)
         spec = shot["matrix"] if "matrix" in shot else data.get("matrix", {})
-        if path not in matrices:  # the campaign's matrix is checked once, not per shot
-            matrices[path] = _checked_matrix(manifest, path, spec, ids, own if path == ("matrix",) else set(), errors)
+        if path not in matrices:
+            matrices[path] = _checked_matrix(manifest, path, spec, ids, set(), errors)
         if matrices[path] is None:
             continue
         axes, locations = matrices[path]  # type: ignore[misc]
