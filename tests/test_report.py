@@ -310,6 +310,20 @@ def test_summary_is_appended_to_the_github_step_summary(tmp_path: Path, monkeypa
     assert step.read_text().count("### seedance-batch") == 1
 
 
+def test_the_key_in_dotenv_is_scrubbed_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("APIDOT_API_KEY", raising=False)
+    Path(".env").write_text("APIDOT_API_KEY=sk-from-dotenv-42\n")
+    job = make_job("hero", "en-US", "16:9")
+    record = make_record(job, JobState.FAILED, error_message="rejected key sk-from-dotenv-42")
+    plan = make_plan(price_jobs([job], CATALOG), [record], manifest_path=Path("m.yaml"), catalog=CATALOG,
+                     budget_usd=None)
+    paths = write_reports(plan, [record], out_dir=Path("r"), manifest_sha256="", step_summary=False)
+    for path in paths.files():
+        assert "sk-from-dotenv-42" not in path.read_text(encoding="utf-8-sig")
+    assert paths.report.rows[0].error_message == "rejected key REDACTED"
+
+
 def test_writes_five_files_and_leaves_no_temporaries(written: ReportPaths) -> None:
     assert sorted(p.name for p in written.folder.iterdir()) == [
         "junit.xml", "report.csv", "report.html", "report.json", "summary.md"]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 from ..ledger import JobRecord
 from ..plan import Plan
 from .data import Report, build_report
@@ -25,7 +27,8 @@ from .tables import CSV_ENCODING, report_csv, report_json
 
 __all__ = ["ReportPaths", "default_report_dir", "file_sha256", "report_line", "write_reports"]
 
-# Where the API key lives; its value is scrubbed from every report, should a message quote it.
+# Where the API key lives (environment or .env); its value is scrubbed from every report,
+# should a message ever quote it.
 API_KEY_ENV = "APIDOT_API_KEY"
 
 
@@ -68,8 +71,8 @@ def write_reports(
     ``output_dir`` is where downloaded videos live (``<output_dir>/<job.output_path>``);
     the HTML links them relative to ``out_dir``. ``manifest_sha256`` is computed from
     ``manifest_path`` (default: the plan's) when not given. ``started_at``/``finished_at``
-    are the run's bounds (default: the span of the ledger's activity). The API key from
-    the environment and any ``secrets`` are scrubbed from every file. With
+    are the run's bounds (default: the span of the ledger's activity). The API key (from
+    the environment or ``./.env``) and any ``secrets`` are scrubbed from every file. With
     ``step_summary`` and ``$GITHUB_STEP_SUMMARY`` set, summary.md is appended there too.
     Each file is replaced atomically, so a report rebuilt mid-run is never half written.
     """
@@ -83,7 +86,7 @@ def write_reports(
         generated_at=datetime.now(timezone.utc),
         present=_downloaded(plan, renders),
         started_at=started_at, finished_at=finished_at,
-        secrets=(os.environ.get(API_KEY_ENV), *secrets),
+        secrets=(*_api_keys(), *secrets),
     )
     paths = _paths(folder, report)
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,6 +110,13 @@ def report_line(paths: ReportPaths) -> str:
         f"{paths.html} (and report.csv, report.json, junit.xml, summary.md): {totals.jobs} jobs, {done} done, "
         f"{totals.problems} failed/unknown/timed out; {cost_against_budget(totals).replace('**', '')}"
     )
+
+
+def _api_keys() -> tuple[str | None, ...]:
+    """The API key wherever the CLI may have found it: the environment, or ./.env."""
+    dotenv_file = Path(".env")
+    from_file = dotenv_values(dotenv_file).get(API_KEY_ENV) if dotenv_file.is_file() else None
+    return (os.environ.get(API_KEY_ENV), from_file)
 
 
 def _paths(folder: Path, report: Report) -> ReportPaths:
