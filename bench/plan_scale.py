@@ -28,7 +28,7 @@ SHOTS = 10
 def write_manifest(folder: Path, jobs: int) -> Path:
     """A campaign of `jobs` jobs: 10 shots x N locales (from a CSV) x 5 ratios x 10 durations."""
     locales = max(1, jobs // (SHOTS * len(RATIOS) * len(DURATIONS)))
-    rows = ["locale,language,tagline"] + [
+    rows = ["id,language,tagline"] + [
         f"l{i:05d},lang{i},\"Fresh, bright and local #{i}\"" for i in range(locales)
     ]
     (folder / "locales.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
