@@ -146,6 +146,33 @@ def test_absolute_folders_give_the_same_relative_links(tmp_path: Path, monkeypat
     assert {r.label: r.href for r in paths.report.rows}["hero/en-US/16x9"] == "../../renders/spring/hero/en-US/16x9.mp4"
 
 
+def test_links_are_percent_encoded_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    monkeypatch.chdir(tmp_path)
+    job = replace(make_job("hero", "en-US", "16:9"), output_path="spring/take #1?.mp4")
+    Path("renders/spring").mkdir(parents=True)
+    Path("renders/spring/take #1?.mp4").write_bytes(b"x")
+    records = [make_record(job, JobState.DONE)]
+    plan = make_plan(price_jobs([job], CATALOG), records, manifest_path=Path("m.yaml"), catalog=CATALOG,
+                     budget_usd=None)
+    paths = write_reports(plan, records, out_dir=Path("reports/spring"), manifest_sha256="", step_summary=False)
+    assert paths.report.rows[0].href == "../../renders/spring/take%20%231%3F.mp4"
+    assert paths.report.rows[0].video == "renders/spring/take #1?.mp4"
+
+
+def test_a_changed_job_never_shows_the_old_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    old, new = make_job("hero", "en-US", "16:9", prompt="v1"), make_job("hero", "en-US", "16:9", prompt="v2")
+    Path("renders", old.output_path).parent.mkdir(parents=True)
+    Path("renders", old.output_path).write_bytes(b"the v1 render")
+    records = [make_record(old, JobState.DONE)]
+    plan = make_plan(price_jobs([new], CATALOG), records, manifest_path=Path("m.yaml"), catalog=CATALOG,
+                     budget_usd=None)
+    row = write_reports(plan, records, out_dir=Path("r"), manifest_sha256="", step_summary=False).report.rows[0]
+    assert (row.state, row.change, row.href) == ("planned", "changed", None)
+
+
 # --- redaction, in every format -----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["report.html", "report.csv", "report.json", "junit.xml", "summary.md"])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from ..ledger import JobRecord, JobState
 from ..plan import Plan, PlannedJob
@@ -42,8 +43,8 @@ class ReportRow:
     """One job as every report format shows it (texts already redacted).
 
     ``video`` is the downloaded file's path relative to the working directory
-    (``<output_dir>/<job.output_path>``); ``href`` the same file relative to the
-    report folder, set only when the file is there.
+    (``<output_dir>/<job.output_path>``); ``href`` the same file as a URL relative
+    to the report folder (percent-encoded), set only when the file is there.
     """
 
     label: str
@@ -200,6 +201,7 @@ def _row(
     data: Mapping[str, Any] = job.input
     video = posixpath.normpath(posixpath.join(output_dir, job.output_path))
     rec = record or _NO_RECORD
+    done = record is not None and record.state is JobState.DONE
     return ReportRow(
         label=job.label,
         shot=job.shot,
@@ -223,7 +225,8 @@ def _row(
         finished_at=rec.finished_at,
         render_seconds=_seconds_between(rec.submitted_at, rec.finished_at),
         video=video,
-        href=_relative(video, report_dir) if job.output_path in present else None,
+        # Only a done job's file is its render: a changed job's path may hold the old video.
+        href=_relative(video, report_dir) if done and job.output_path in present else None,
         size=rec.size,
         sha256=rec.sha256,
         file_url=redactor.text(rec.file_url),
@@ -253,8 +256,9 @@ def _text(value: Any) -> str:
 
 
 def _relative(path: str, start: str) -> str:
-    # Links in the HTML are relative so the folder can be zipped and shared.
-    return posixpath.relpath(path, posixpath.normpath(start))
+    # Links in the HTML are relative so the folder can be zipped and shared; a name
+    # with a space, "#" or "?" must stay a path, hence the percent-encoding.
+    return quote(posixpath.relpath(path, posixpath.normpath(start)))
 
 
 def _totals(rows: list[ReportRow], superseded: list[JobRecord], budget: Decimal | None) -> Totals:
