@@ -80,7 +80,8 @@ def test_budget_stops_before_the_job_that_would_cross_it(tmp_path: Path, ledger:
     plan = plan_for(jobs, ledger, budget=Decimal("1.00"))  # the engine re-checks before every submit
     with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
         result = run_engine(plan, sim.base_url, ledger, settings(tmp_path, max_in_flight=2))
-        assert sim.stats()["submits"]["accepted"] == 3
+        stats = sim.stats()
+    assert stats["submits"]["accepted"] == 3, (stats["submits"], stats["errors"], result.counts())
     assert result.exit_code == EXIT_BUDGET and result.stopped_by_budget
     assert result.counts() == {"done": 3}
     assert sum(r.cost_usd for r in result.records if r.charged) <= Decimal("1.00")

@@ -75,7 +75,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=60.0)
 # Idle connections are dropped well before common server keep-alive limits (uvicorn: 5 s),
 # so a submit is never sent on a connection the server is closing (that race would look
 # exactly like an ambiguous submit).
-LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=2.0)
+LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=2.0)
+FILE_LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=2.0)
 TERMINAL = frozenset({"finished", "failed"})
 _OK_CODES = (None, 0, 200)
 
@@ -124,14 +125,19 @@ class ApiClient:
         self._key = api_key
         self._http = httpx.AsyncClient(timeout=timeout, limits=LIMITS, transport=transport,
                                        follow_redirects=False, trust_env=False)
+        # Downloads get their own small pool (file URLs may be on another host, and big
+        # bodies should not hold up status calls); it never carries the API key.
+        self._files = httpx.AsyncClient(timeout=timeout, limits=FILE_LIMITS, transport=transport,
+                                        follow_redirects=True, trust_env=False)
 
     @property
-    def http(self) -> httpx.AsyncClient:
-        """The shared client (downloads use it too, without the API key)."""
-        return self._http
+    def files(self) -> httpx.AsyncClient:
+        """The client for result files: no Authorization header, ever."""
+        return self._files
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._files.aclose()
 
     async def __aenter__(self) -> ApiClient:
         return self

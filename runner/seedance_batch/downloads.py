@@ -1,7 +1,7 @@
 """Downloading a finished video: streamed to a temp file, verified, renamed into place.
 
-No half file ever sits under the final name: bytes go to a hidden temp file in
-the target folder (same file system, so the final ``os.replace`` is atomic),
+No half file ever sits under the final name: bytes go to a hidden temp file
+(``.<name>.part``) in the target folder (same file system, so the final ``os.replace`` is atomic),
 the size is checked against ``Content-Length``, the sha256 is computed on the
 way, and only then is the file renamed. A target that would land outside the
 output folder is refused. The API key is never sent to a file URL (file URLs
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import httpx
 
 from .errors import TransientError, UsageError
@@ -54,15 +54,15 @@ def safe_target(output_dir: Path, relative: str) -> Path:
 async def download(http: httpx.AsyncClient, url: str, target: Path) -> Downloaded:
     """Stream ``url`` into ``target`` atomically; raise :class:`UrlExpired` or TransientError."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.part"):
-        stale.unlink(missing_ok=True)  # left by a run killed mid-download
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    temp = Path(temp_name)
+    # One fixed temp name per target: a run killed mid-download leaves it behind and the
+    # next attempt truncates it (no directory scans, no litter).
+    temp = target.with_name(f".{target.name}.part")
     try:
-        with os.fdopen(handle, "wb") as out:
+        with open(temp, "wb") as out:
             size, digest, expected = await _stream(http, url, out)
             out.flush()
-            os.fsync(out.fileno())
+            # durable before the rename, off the event loop (an fsync can take milliseconds)
+            await anyio.to_thread.run_sync(os.fsync, out.fileno())
         if expected is not None and size != expected:
             raise TransientError(f"download: got {size} bytes, the server announced {expected}")
         if size == 0:

@@ -60,7 +60,8 @@ from .tracking import Tracked, Tracker
 
 __all__ = ["RunResult", "RunSettings", "execute"]
 
-DOWNLOAD_CONCURRENCY = 8
+DOWNLOAD_CONCURRENCY = 4
+STATUS_CONCURRENCY = 8
 URL_REFRESHES = 3
 
 
@@ -176,7 +177,8 @@ class Engine:
         self.status_pacer = Pacer(settings.status_per_minute / scale)
         self.slots = anyio.Semaphore(settings.max_in_flight)
         self.downloads = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
-        self.tracker = Tracker(self._poll, RenderClock(floor=settings.poll_interval), time_scale=scale)
+        self.tracker = Tracker(self._poll, RenderClock(floor=settings.poll_interval), time_scale=scale,
+                               concurrency=STATUS_CONCURRENCY)
         self.spent = plan.spent_usd
         self.reserved = Decimal(0)
         self.stop_reason: str | None = None
@@ -195,6 +197,7 @@ class Engine:
             if handle_signals:
                 outer.start_soon(self._watch_signals, outer.cancel_scope)
             async with anyio.create_task_group() as work:
+                self._work = work
                 work.start_soon(self.tracker.run)
                 for planned in self._resumable():
                     self._resume(planned, work)
@@ -273,20 +276,21 @@ class Engine:
 
     async def _submit_and_track(self, planned: PlannedJob) -> None:
         job, cost = planned.priced.job, planned.priced.cost
-        task_id: str | None = None
+        answer: tuple[str, float] | None = None
         try:
-            task_id = await self._submit(job, cost.credits, cost.usd)
+            answer = await self._submit(job, cost.credits, cost.usd)
         finally:
-            if task_id is None:
+            if answer is None:
                 self.reserved -= cost.usd
                 if self._charged(job):
                     self.spent += cost.usd  # unknown: counted as spent
                 self.slots.release()
-        if task_id is not None:
+        if answer is not None:
+            task_id, sent_at = answer
             self.reserved -= cost.usd
             self.spent += cost.usd
             self.progress.spend(self.spent)
-            item = self._tracked(job, task_id, 0.0, resumed=False)
+            item = self._tracked(job, task_id, time.monotonic() - sent_at, resumed=False)
             item.holds_slot = True
             self.tracker.add(item)
 
@@ -294,8 +298,8 @@ class Engine:
         rec = self.ledger.record(self.campaign, job.key)
         return rec is not None and rec.charged
 
-    async def _submit(self, job: Job, credits: int, usd: Decimal) -> str | None:
-        """Submit with retries; the task id, or None when no task was (knowingly) created."""
+    async def _submit(self, job: Job, credits: int, usd: Decimal) -> tuple[str, float] | None:
+        """Submit with retries: (task id, when it was sent), or None when no task was (knowingly) created."""
         body = dict(job.request)
         if self.settings.callback_url:
             body["callback_url"] = self.settings.callback_url
@@ -312,12 +316,14 @@ class Engine:
             self.progress.job(job.label, "failed", message)
         return None
 
-    async def _submit_once(self, job: Job, body: Mapping[str, Any], credits: int, usd: Decimal) -> str | None:
+    async def _submit_once(self, job: Job, body: Mapping[str, Any], credits: int,
+                           usd: Decimal) -> tuple[str, float] | None:
         await self.submit_pacer.acquire()
         if self.stop_reason is not None:
             raise _StopSubmitting
         self.ledger.begin_submit(campaign=self.campaign, key=job.key, label=job.label, shot=job.shot,
                                  request=job.request, credits=credits, cost_usd=usd, output_path=job.output_path)
+        sent_at = time.monotonic()  # the task is created after this: ages count from here
         try:
             answer = await self.client.submit(body)
         except (RateLimited, TransientError) as exc:
@@ -347,7 +353,7 @@ class Engine:
         self.submit_pacer.succeeded()
         self.submitted += 1
         self.progress.job(job.label, "submitted", answer.task_id)
-        return answer.task_id
+        return answer.task_id, sent_at
 
     def _account_error(self, exc: AccountError) -> None:
         if self.error is None:
@@ -365,12 +371,13 @@ class Engine:
         elif status.finished:
             first_learn = not self.tracker.clock.learned(item.bucket)
             self.tracker.clock.observe(item.bucket, finished_at_age=age, previous_age=item.last_age,
-                                       first_poll=item.polls == 0)
+                                       aimed_at=item.aimed_at)
             if first_learn:
                 self.tracker.learned()
             item.file_url = status.file_urls[0] if status.file_urls else None
             self.ledger.finished(self.campaign, item.job.key, item.file_url)
-            await self._fetch(item)
+            # downloaded in its own task: a status slot is not held for a whole file
+            self._work.start_soon(self._fetch, item)
             return
         elif status.failed:
             self._end(item, "failed", status.error_message or "the service reported the task failed")
@@ -452,7 +459,7 @@ class Engine:
                 async for attempt in stamina.retry_context(on=lambda e: not isinstance(e, UrlExpired) and hook(e),
                                                            attempts=self.settings.max_attempts, timeout=None):
                     with attempt:
-                        return await download(self.client.http, item.file_url, target)
+                        return await download(self.client.files, item.file_url, target)
             except UrlExpired:
                 self.ledger.note(self.campaign, item.job.key, "url_expired", {"refresh": refresh + 1})
             except TransientError as exc:

@@ -4,8 +4,8 @@ A job's first poll is aimed near its expected render time; the expectation for
 each (model, resolution, duration) is learned from the jobs this run sees
 finish, starting from a prior. The aim is a running quantile: a first poll that
 finds the job done pulls the aim a little earlier next time, one that finds it
-still rendering pushes it later four times as much, so about four in five jobs
-are caught by their first poll and the aim stays just past the render time.
+still rendering pushes it later four times as much, so most jobs are caught by
+their first poll and the aim stays just past the render time.
 After a miss the job is asked again soon, then less and less often (backoff with
 jitter). Before anything in a bucket has finished, polls start early and widen,
 so the first finished job teaches the rest quickly.
@@ -31,10 +31,10 @@ RESOLUTION_FACTOR = {"480p": 0.6, "720p": 1.0, "1080p": 2.0}
 MODEL_FACTOR = {"seedance-2-fast": 0.6}
 
 STEP_DOWN = 0.01    # a hit moves the aim 1% earlier
-STEP_UP = 0.04      # a miss moves it 4% later: the aim settles near the 80th percentile
+STEP_UP = 0.03      # a miss moves it 3% later: the aim settles near the 75th percentile
 FIRST_GUESS = 0.3   # with nothing learned yet, first ask at 30% of the prior...
 WIDEN = 1.5         # ...and widen the gaps by half each time
-FOLLOW_UP = 0.02    # after a miss, ask again after 2% of the aim, then back off
+FOLLOW_UP = 0.01    # after a miss, ask again after 1% of the aim, then back off
 MAX_GAP = 60.0      # never wait longer than this between two polls of one job
 
 
@@ -89,14 +89,25 @@ class RenderClock:
         gap = min(MAX_GAP, gap) * self._rng.uniform(0.9, 1.1)
         return last_age + max(self.floor, gap)
 
-    def observe(self, bucket: Bucket, *, finished_at_age: float, previous_age: float | None, first_poll: bool) -> None:
-        """A job was seen finished at ``finished_at_age`` (its last unfinished poll at ``previous_age``)."""
+    def observe(self, bucket: Bucket, *, finished_at_age: float, previous_age: float | None,
+                aimed_at: float | None) -> None:
+        """A job was seen finished at ``finished_at_age`` (its last unfinished poll at ``previous_age``).
+
+        ``aimed_at``: the learned render time its first poll was aimed at (None while
+        exploring). Steps are taken from that value, not from the current aim, so the
+        dozens of jobs aimed alike (all in flight together) move the aim one step, not
+        one step each.
+        """
         if bucket not in self._aim:
-            # The render ended inside (previous_age, finished_at_age]; start from the late end.
+            # The render ended inside (previous_age, finished_at_age]: start from the late end
+            # (every job caught by its first poll) and let hits walk it down.
             self._aim[bucket] = finished_at_age
-        elif first_poll:
-            self._aim[bucket] *= 1.0 - STEP_DOWN
-        else:
-            self._aim[bucket] = max(self._aim[bucket] * (1.0 + STEP_UP), previous_age or 0.0)
+        elif aimed_at is None:
+            return
+        elif previous_age is None:  # caught by its first poll: aim a little earlier
+            self._aim[bucket] = min(self._aim[bucket], aimed_at * (1.0 - STEP_DOWN))
+        else:  # still rendering at the first poll: aim later (by a step, not to previous_age:
+            # a slow service inflates ages, and one stall must not drag the aim up for good)
+            self._aim[bucket] = max(self._aim[bucket], aimed_at * (1.0 + STEP_UP))
         ratio = self._aim[bucket] / prior_seconds(bucket)
         self._ratio = ratio if self._ratio is None else 0.8 * self._ratio + 0.2 * ratio

@@ -24,6 +24,7 @@ SAFETY = 1.01
 DECREASE = 0.5
 RECOVER_STEPS = 20
 FLOOR_FRACTION = 0.02
+IDLE_RESET = 1.0
 
 
 class Pacer:
@@ -49,9 +50,12 @@ class Pacer:
                 await anyio.sleep(wait)
             now = self._clock()
             interval = SAFETY / self.rate
-            # Keep the schedule (no drift from sleep overshoot) unless we were idle a while.
-            base = self._next if now - self._next < interval else now
-            self._next = base + interval
+            # Never admit ahead of the schedule t0 + k x interval (that is what keeps any
+            # server window happy), but do catch up after a late wake-up, so a busy event
+            # loop does not lose rate. After a real idle spell the schedule starts afresh.
+            if now - self._next > max(IDLE_RESET, 2 * interval):
+                self._next = now
+            self._next += interval
             self.admitted += 1
 
     def slow_down(self, retry_after: float | None) -> None:

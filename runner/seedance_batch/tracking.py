@@ -38,6 +38,7 @@ class Tracked:
     last_age: float | None = None
     due: float = 0.0
     file_url: str | None = None
+    aimed_at: float | None = None  # the learned render time its first poll was aimed at
     webhook_seen: bool = field(default=False)
 
 
@@ -73,6 +74,7 @@ class Tracker:
             due = item.started + self.clock.next_poll(item.bucket, item.polls, item.last_age) * self.scale
         item.due = min(max(due, time.monotonic()), max(item.deadline, time.monotonic()))
         if item.polls == 0:
+            item.aimed_at = self.clock.aim(item.bucket) if self.clock.learned(item.bucket) else None
             self._waiting_first.setdefault(item.bucket, set()).add(item)
         heapq.heappush(self._heap, (item.due, next(self._seq), item))
         self._wake.set()
