@@ -125,32 +125,43 @@ class _Problems:
 
 
 class _Builder:
-    """Builds the jobs of one shot; everything per shot is computed once here."""
+    """Builds the jobs of one shot; everything per shot is computed once here.
+
+    Per job only what differs is built; parameters and origins that a
+    combination does not touch are the shot's own, shared objects.
+    """
 
     def __init__(self, manifest: Manifest, plan: ShotPlan, problems: _Problems) -> None:
         self.manifest, self.plan, self.problems = manifest, plan, problems
         self.campaign = manifest.name
         self.axis_names = [axis.name for axis in plan.axes]
+        self.param_axes = [axis.name for axis in plan.axes if axis.name in _PARAMS]
+        self.param_positions = [p for p, axis in enumerate(plan.axes) if axis.name in _PARAMS]
         self.filename = manifest.output_filename
-        self.base = {**plan.vars}
+        # Context, later wins: resolved parameters < vars < shot vars < combination keys
+        # < shot, campaign. A parameter a combination sets is also one of its keys, so
+        # the combination's update below gives it the same precedence.
+        shot_params = {k: plan.params[k] for k in CONTEXT_PARAMS if plan.params.get(k) is not None}
+        self.base = {**shot_params, **plan.vars}
+        self.origins: dict[tuple[Any, ...], Mapping[str, Location]] = {}
+        self.label_parts = [[f"/{part}" for part in column] for column in plan.parts]
+        self.slug_parts = [[f"_{part}" for part in column] for column in plan.slugs]
 
     def job(self, combo: Combination) -> Job | None:
         plan = self.plan
         values = combo.values
         params = plan.params
-        combo_set = [k for k in values if k in _PARAMS]
+        original = combo.axis_index is not None and not combo.includes
+        combo_set = self.param_axes if original else [k for k in values if k in _PARAMS]
         if combo_set:
             params = {**params, **{k: values[k] for k in combo_set}}
         label, slug = self.label(combo)
-        origins = plan.origins
-        if combo_set:
-            origins = {**origins, **{k: plan.origin(combo, k, self.manifest.locate) for k in combo_set}}
+        origins = self.origins_of(combo, combo_set) if combo_set else plan.origins
         missing = [name for name in REQUIRED if params.get(name) is None]
         if missing:
             self.missing(missing, label)
             return None
-        context = {k: params[k] for k in CONTEXT_PARAMS if params.get(k) is not None}
-        context.update(self.base)
+        context = self.base.copy()
         context.update(values)
         context["shot"] = plan.context
         context["campaign"] = self.campaign
@@ -163,22 +174,35 @@ class _Builder:
             return None
         return Job(self.campaign, plan.id, label, values, request, key, output, plan.location, origins, plan.private)
 
+    def origins_of(self, combo: Combination, combo_set: list[str]) -> Mapping[str, Location]:
+        """The shot's origins with the combination's own values; shared by equal combinations."""
+        if combo.axis_index is not None:
+            index = combo.axis_index
+            cache_key: tuple[Any, ...] = (tuple([index[p] for p in self.param_positions]), combo.includes)
+        else:
+            cache_key = (None, combo.includes)
+        found = self.origins.get(cache_key)
+        if found is None:
+            locate = self.manifest.locate
+            found = {**self.plan.origins, **{k: self.plan.origin(combo, k, locate) for k in combo_set}}
+            self.origins[cache_key] = found
+        return found
+
     def label(self, combo: Combination) -> tuple[str, str]:
         plan = self.plan
         if combo.axis_index is not None:
             index = combo.axis_index
-            parts = [plan.parts[p][i] for p, i in enumerate(index)]
-            slugs = [plan.slugs[p][i] for p, i in enumerate(index)]
-        else:
-            # A combination an include entry created: its axis values, then its own keys;
-            # request parameters only when nothing else tells it apart.
-            keys = [k for k in self.axis_names if k in combo.values]
-            keys += [k for k in combo.values if k not in self.axis_names and k not in _PARAMS]
-            if not keys:
-                keys = [k for k in combo.values if k not in TEMPLATED]
-            parts = [p for p in (label_part(combo.values[k]) for k in keys) if p is not None]
-            slugs = [slug_part(p) for p in parts]
-        return "/".join([plan.id, *parts]), "_".join([plan.id, *slugs])
+            label_parts, slug_parts = self.label_parts, self.slug_parts
+            label = plan.id + "".join([label_parts[p][i] for p, i in enumerate(index)])
+            return label, plan.id + "".join([slug_parts[p][i] for p, i in enumerate(index)])
+        # A combination an include entry created: its axis values, then its own keys;
+        # request parameters only when nothing else tells it apart.
+        keys = [k for k in self.axis_names if k in combo.values]
+        keys += [k for k in combo.values if k not in self.axis_names and k not in _PARAMS]
+        if not keys:
+            keys = [k for k in combo.values if k not in TEMPLATED]
+        parts = [p for p in (label_part(combo.values[k]) for k in keys) if p is not None]
+        return "/".join([plan.id, *parts]), "_".join([plan.id, *map(slug_part, parts)])
 
     def missing(self, names: list[str], label: str) -> None:
         for name in names:
@@ -189,19 +213,14 @@ class _Builder:
             )
 
     def request(self, params: dict[str, Any], context: dict[str, Any], origins: Mapping[str, Location], label: str) -> dict[str, Any] | None:
-        data: dict[str, Any] = {}
-        ok = True
-        for name, value in params.items():
-            if name == "model" or value is None:
-                continue
-            if name in TEMPLATED:
-                value = self.render(name, value, context, origins, label)
-                ok = ok and value is not None
-            data[name] = value
-        if not ok:
-            return None
-        ordered = {name: data[name] for name in _INPUT_ORDER if name in data}
-        return {"model": params["model"], "input": ordered}
+        data = {name: params[name] for name in _INPUT_ORDER if params.get(name) is not None}
+        for name in _TEMPLATED_ORDER:
+            if name in data:
+                value = self.render(name, data[name], context, origins, label)
+                if value is None:
+                    return None
+                data[name] = value
+        return {"model": params["model"], "input": data}
 
     def render(self, name: str, value: Any, context: dict[str, Any], origins: Mapping[str, Location], label: str) -> Any:
         try:
@@ -239,6 +258,7 @@ class _Builder:
 
 _INPUT_ORDER = ("prompt", "duration", "resolution", "aspect_ratio", "generate_audio",
                 "image_urls", "reference_image_urls", "reference_video_urls", "reference_audio_urls")
+_TEMPLATED_ORDER = tuple(name for name in _INPUT_ORDER if name in TEMPLATED)
 
 
 def safe_output_path(rendered: str) -> tuple[str | None, str]:
