@@ -18,12 +18,10 @@ at once (a submit in the air becomes ``unknown``). See :class:`RunResult`.
 
 from __future__ import annotations
 
-import random
 import signal
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -36,11 +34,6 @@ import stamina.instrumentation
 from .client import ApiClient, TaskStatus
 from .downloads import UrlExpired, download, safe_target
 from .errors import (
-    EXIT_ACCOUNT,
-    EXIT_BUDGET,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
     AccountError,
     AmbiguousSubmit,
     ApiError,
@@ -51,11 +44,12 @@ from .errors import (
     UsageError,
 )
 from .expand import Job
-from .ledger import JobRecord, JobState, Ledger
+from .ledger import JobState, Ledger
 from .plan import Plan, PlannedJob
 from .polling import Bucket, RenderClock
 from .progress import Progress, QuietProgress
 from .ratelimit import Pacer
+from .runconfig import Backoff, RunResult, RunSettings, capped
 from .tracking import Tracked, Tracker
 
 __all__ = ["RunResult", "RunSettings", "execute"]
@@ -65,105 +59,8 @@ STATUS_CONCURRENCY = 8
 URL_REFRESHES = 3
 
 
-@dataclass(frozen=True, slots=True)
-class RunSettings:
-    """How a run behaves: the manifest's ``run:`` section, then command-line overrides.
-
-    Durations are service seconds; ``time_scale`` (``--simulate``) compresses all
-    of them together with the simulator's render times, rate limits included, so
-    a simulated run behaves like a real one, only faster.
-    """
-
-    submits_per_minute: float = 30.0
-    status_per_minute: float = 120.0
-    max_in_flight: int = 8
-    max_attempts: int = 5
-    timeout: float = 1800.0
-    poll_interval: float = 1.0
-    callback_url: str | None = None
-    confirm_above_usd: Decimal | None = None
-    output_dir: Path = Path("renders")
-    time_scale: float = 1.0
-    retry_wait_initial: float = 1.0
-    retry_wait_max: float = 60.0
-
-    @classmethod
-    def build(cls, run: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, **fixed: Any) -> RunSettings:
-        """Settings from a manifest's ``run:`` mapping, with non-None ``overrides`` winning."""
-        values: dict[str, Any] = {}
-        names = set(cls.__dataclass_fields__)
-        for source in (run, overrides or {}):
-            values.update({k: v for k, v in source.items() if k in names and v is not None})
-        values.update(fixed)
-        if values.get("confirm_above_usd") is not None:
-            values["confirm_above_usd"] = Decimal(str(values["confirm_above_usd"]))
-        for name in ("submits_per_minute", "status_per_minute", "timeout", "poll_interval", "time_scale"):
-            if name in values and not float(values[name]) > 0:
-                raise UsageError(f"{name.replace('_', '-')} must be above 0, got {values[name]!r}")
-        for name in ("max_in_flight", "max_attempts"):
-            if name in values and int(values[name]) < 1:
-                raise UsageError(f"{name.replace('_', '-')} must be 1 or more, got {values[name]!r}")
-        return cls(**values)
-
-    def real(self, service_seconds: float) -> float:
-        """Real seconds for a span of service time."""
-        return service_seconds * self.time_scale
-
-
-@dataclass
-class RunResult:
-    """How a run ended. ``error`` (account, budget) is what the CLI raises after the report."""
-
-    records: list[JobRecord]
-    interrupted: bool = False
-    stopped_by_budget: bool = False
-    error: SeedanceError | None = None
-    submitted: int = 0
-    unknown_recovered: int = 0
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    def counts(self) -> dict[str, int]:
-        """Jobs of the plan per final ledger state."""
-        out: dict[str, int] = {}
-        for rec in self.records:
-            out[rec.state.value] = out.get(rec.state.value, 0) + 1
-        return out
-
-    @property
-    def exit_code(self) -> int:
-        """130 interrupted; 4 account; 3 budget; 1 anything not done; else 0."""
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        if isinstance(self.error, AccountError):
-            return EXIT_ACCOUNT
-        if self.stopped_by_budget:
-            return EXIT_BUDGET
-        if any(rec.state is not JobState.DONE for rec in self.records):
-            return EXIT_FAILED
-        return EXIT_OK
-
-
 class _StopSubmitting(Exception):
     """Raised inside a retry loop when the run has stopped submitting."""
-
-
-class Backoff:
-    """stamina backoff hook: retry only the retryable types; full jitter; honour Retry-After."""
-
-    def __init__(self, settings: RunSettings, retryable: tuple[type[Exception], ...]) -> None:
-        self._settings = settings
-        self._retryable = retryable
-        self._tries = 0
-
-    def __call__(self, exc: Exception) -> bool | float:
-        if not isinstance(exc, self._retryable):
-            return False
-        self._tries += 1
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            # Retry-After is real seconds from the server; honoured up to retry_wait_max.
-            return min(exc.retry_after, self._settings.retry_wait_max)
-        cap = min(self._settings.retry_wait_max, self._settings.retry_wait_initial * 2 ** (self._tries - 1))
-        return self._settings.real(random.uniform(0, cap))
 
 
 class Engine:
@@ -330,7 +227,7 @@ class Engine:
             # The service answered without a task (or nothing was sent): safe to try again.
             self.ledger.release(self.campaign, job.key, exc.error_class, exc.message)
             if isinstance(exc, RateLimited):
-                self.submit_pacer.slow_down(_capped(exc.retry_after, self.settings.retry_wait_max))
+                self.submit_pacer.slow_down(capped(exc.retry_after, self.settings.retry_wait_max))
             self.progress.job(job.label, "retry", exc.message)
             raise
         except AmbiguousSubmit as exc:
@@ -404,7 +301,7 @@ class Engine:
                     try:
                         status = await self.client.status(item.task_id)
                     except RateLimited as exc:
-                        self.status_pacer.slow_down(_capped(exc.retry_after, self.settings.retry_wait_max))
+                        self.status_pacer.slow_down(capped(exc.retry_after, self.settings.retry_wait_max))
                         raise
                     self.status_pacer.succeeded()
                     return status
@@ -467,10 +364,6 @@ class Engine:
                 break
         self.progress.job(item.job.label, "failed", "download failed; a later run tries again")
         return None
-
-
-def _capped(value: float | None, cap: float) -> float | None:
-    return None if value is None else min(value, cap)
 
 
 def _try_acquire(semaphore: anyio.Semaphore) -> bool:
