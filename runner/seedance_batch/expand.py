@@ -138,6 +138,7 @@ class _Builder:
         self.param_axes = [axis.name for axis in plan.axes if axis.name in _PARAMS]
         self.param_positions = [p for p, axis in enumerate(plan.axes) if axis.name in _PARAMS]
         self.filename = manifest.output_filename
+        self.filename_at = manifest.locate(("output", "filename")) if self.filename is not None else None
         # Context, later wins: resolved parameters < vars < shot vars < combination keys
         # < shot, campaign. A parameter a combination sets is also one of its keys, so
         # the combination's update below gives it the same precedence.
@@ -244,7 +245,7 @@ class _Builder:
     def output_path(self, label: str, slug: str, key: str, context: dict[str, Any]) -> str | None:
         if self.filename is None:
             return f"{self.campaign}/{self.plan.id}/{slug}.mp4"
-        where = self.manifest.locate(("output", "filename"))
+        where = self.filename_at or self.plan.location
         try:
             rendered = compile_template(self.filename)({**context, "label": label, "slug": slug, "key": key})
         except TemplateProblem as problem:
