@@ -1,0 +1,109 @@
+"""Pure parts of the run: settings, pacing, the poll aim, safe output paths, backoff."""
+
+from __future__ import annotations
+
+import random
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from seedance_batch.downloads import safe_target
+from seedance_batch.errors import RateLimited, TransientError, UsageError
+from seedance_batch.polling import FIRST_GUESS, Bucket, RenderClock, prior_seconds
+from seedance_batch.ratelimit import SAFETY, Pacer
+from seedance_batch.runconfig import Backoff, RunSettings
+
+BUCKET = Bucket("seedance-2-fast", "480p", 4)
+
+
+def test_settings_from_manifest_then_flags() -> None:
+    run = {"submits_per_minute": 20, "max_in_flight": 6, "confirm_above_usd": 5, "callback_url": None}
+    settings = RunSettings.build(run, {"max_in_flight": 3, "timeout": None}, output_dir=Path("out"))
+    assert (settings.submits_per_minute, settings.max_in_flight, settings.timeout) == (20, 3, 1800.0)
+    assert settings.confirm_above_usd == Decimal("5") and settings.output_dir == Path("out")
+    with pytest.raises(UsageError, match="max-in-flight must be 1 or more, got 0"):
+        RunSettings.build({}, {"max_in_flight": 0})
+    with pytest.raises(UsageError, match="submits-per-minute must be above 0"):
+        RunSettings.build({"submits_per_minute": 0})
+
+
+def test_pacer_never_admits_ahead_of_schedule() -> None:
+    pacer = Pacer(6000)  # 100 a second
+    times: list[float] = []
+
+    async def go() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(21):
+                tg.start_soon(one)
+
+    async def one() -> None:
+        await pacer.acquire()
+        times.append(time.monotonic())
+
+    anyio.run(go)
+    times.sort()
+    interval = SAFETY / 100
+    assert all(times[k] - times[0] >= k * interval - 1e-4 for k in range(len(times)))
+    assert pacer.admitted == 21
+
+
+def test_pacer_halves_once_per_429_episode_and_recovers_additively() -> None:
+    now = [100.0]
+    pacer = Pacer(600, clock=lambda: now[0])  # 10 a second
+    pacer.slow_down(2.0)
+    pacer.slow_down(2.0)  # another 429 from a request already in the air: same episode
+    assert pacer.rate == pytest.approx(5.0) and pacer.decreases == 1
+    assert pacer._next >= 102.0  # nobody before Retry-After
+    now[0] = 110.0
+    pacer.slow_down(None)  # a fresh episode
+    assert pacer.rate == pytest.approx(2.5) and pacer.decreases == 2
+    for _ in range(5):
+        pacer.succeeded()
+    assert pacer.rate == pytest.approx(2.5 + 5 * 0.5)
+    for _ in range(50):
+        pacer.succeeded()
+    assert pacer.rate == pytest.approx(10.0)
+
+
+def test_poll_aim_explores_then_learns_and_steps_per_generation() -> None:
+    clock = RenderClock(floor=0.5, rng=random.Random(1))
+    assert clock.next_poll(BUCKET, 0, None) == pytest.approx(prior_seconds(BUCKET) * FIRST_GUESS)
+    clock.observe(BUCKET, finished_at_age=40.0, previous_age=30.0, aimed_at=None)
+    assert clock.aim(BUCKET) == 40.0  # seeded from the late end
+    for _ in range(30):  # thirty jobs aimed alike, all caught: one step down, not thirty
+        clock.observe(BUCKET, finished_at_age=40.0, previous_age=None, aimed_at=40.0)
+    assert clock.aim(BUCKET) == pytest.approx(39.6)
+    for _ in range(30):  # thirty aimed at 39.6, all missed: one step up
+        clock.observe(BUCKET, finished_at_age=41.0, previous_age=39.6, aimed_at=39.6)
+    assert clock.aim(BUCKET) == pytest.approx(39.6 * 1.03)
+    clock.observe(BUCKET, finished_at_age=400.0, previous_age=300.0, aimed_at=None)  # an unaimed straggler
+    assert clock.aim(BUCKET) == pytest.approx(39.6 * 1.03)
+    # after a miss: asked again soon, then less often
+    first, second = clock.next_poll(BUCKET, 1, 40.0) - 40.0, clock.next_poll(BUCKET, 3, 40.0) - 40.0
+    assert 0.5 <= first < second
+    # another bucket starts from what this one taught, not from the raw prior
+    other = Bucket("seedance-2", "1080p", 10)
+    assert clock.aim(other) == pytest.approx(prior_seconds(other) * 40.8 / prior_seconds(BUCKET), rel=0.05)
+
+
+@pytest.mark.parametrize("bad", ["../escape.mp4", "/etc/passwd", "a/../../b.mp4", ".", "a/.."])
+def test_output_paths_outside_the_output_folder_are_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(UsageError, match="would land outside the output folder"):
+        safe_target(tmp_path / "renders", bad)
+
+
+def test_output_paths_inside_are_resolved(tmp_path: Path) -> None:
+    assert safe_target(tmp_path / "r", "c/s/x.mp4") == (tmp_path / "r" / "c/s/x.mp4").resolve()
+
+
+def test_backoff_retries_only_its_types_with_full_jitter_and_honours_retry_after() -> None:
+    settings = RunSettings(retry_wait_initial=1.0, retry_wait_max=8.0)
+    hook = Backoff(settings, (RateLimited, TransientError))
+    assert hook(ValueError("no")) is False
+    waits = [hook(TransientError("x")) for _ in range(6)]
+    assert all(0 <= w <= cap for w, cap in zip(waits, [1, 2, 4, 8, 8, 8]))
+    assert hook(RateLimited("slow down", retry_after=3.0)) == 3.0
+    assert hook(RateLimited("slow down", retry_after=600.0)) == 8.0  # capped at the run's max wait
