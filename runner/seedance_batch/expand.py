@@ -246,8 +246,9 @@ class _Builder:
         if self.filename is None:
             return f"{self.campaign}/{self.plan.id}/{slug}.mp4"
         where = self.filename_at or self.plan.location
+        context = {**context, "label": label, "slug": slug, "key": key}
         try:
-            rendered = compile_template(self.filename)({**context, "label": label, "slug": slug, "key": key})
+            rendered = compile_template(self.filename)(context)
         except TemplateProblem as problem:
             self.template_problem("filename", problem, where, context, label)
             return None

@@ -120,7 +120,7 @@ def _message(error: ValidationError) -> str:
     if kind in simple:
         return simple[kind]()
     if kind in ("anyOf", "oneOf"):
-        what = schema.get("description") or schema.get("title") or "a valid value"
+        what = (schema.get("description") or schema.get("title") or "a valid value").rstrip(".")
         return f"not valid here ({_describe(value)}); expected {what[0].lower()}{what[1:]}"
     return error.message
 

@@ -24,6 +24,7 @@ from .yamlsrc import YamlProblem, load_yaml
 __all__ = ["AxisSource", "load_sources"]
 
 MAX_BYTES = 64 * 1024 * 1024
+_SUFFIXES = (".csv", ".yaml", ".yml", ".json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,9 @@ def axis_specs(data: Any) -> list[tuple[tuple[str | int, ...], Any]]:
         if not isinstance(matrix, dict):
             continue
         for axis, spec in matrix.items():
-            if isinstance(spec, dict) and isinstance(spec.get("from"), str) and axis not in ("include", "exclude"):
+            name = spec.get("from") if isinstance(spec, dict) else None
+            # A name the schema refuses (not .csv/.yaml/.yml/.json) is reported once, by the schema.
+            if isinstance(name, str) and name.endswith(_SUFFIXES) and axis not in ("include", "exclude"):
                 found.append((base + (axis,), spec))
     return found
 
