@@ -53,6 +53,7 @@ class Runtime:
 
     @property
     def closing(self) -> asyncio.Event:
+        """Set when the server begins shutting down (bound to the serving loop on first use)."""
         if self._closing is None:
             self.loop = asyncio.get_running_loop()
             self._closing = asyncio.Event()
@@ -67,11 +68,12 @@ class Runtime:
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        self.closing  # bind to the serving loop now, so shutdown can reach it from any thread
+        # Bind to the serving loop now, so begin_shutdown() and stats() can reach it from any thread.
+        closing = self.closing
         try:
             yield
         finally:
-            self.closing.set()
+            closing.set()
             if self._sender is not None:
                 await self._sender.close()
 
