@@ -229,6 +229,17 @@ def test_submits_past_the_rate_limit_get_429_with_retry_after() -> None:
         assert sim.stats()["rate_limited"] == {"submit": 1, "status": 0}
 
 
+def test_the_rate_limit_window_is_a_service_minute() -> None:
+    clock = Clock()
+    with simulator(clock, submits_per_minute=1, time_scale=0.5) as (_, http):  # a minute lasts 30 s
+        assert submit(http, body(prompt="a")).status_code == 200
+        clock.advance(10)
+        limited = submit(http, body(prompt="b"))
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "20"
+        clock.advance(20)
+        assert submit(http, body(prompt="b")).status_code == 200
+
+
 def test_status_calls_have_their_own_limit() -> None:
     clock = Clock()
     with simulator(clock, status_per_minute=1) as (sim, http):
@@ -437,7 +448,8 @@ def test_duplicate_stale_and_flat_deliveries(receiver: tuple[Receiver, str]) -> 
 
 def test_delayed_deliveries_come_late(receiver: tuple[Receiver, str]) -> None:
     hooks, url = receiver
-    with simulator(time_scale=FAST, webhooks=WebhookFaults(delay=1.0, delay_seconds=0.3)) as (sim, http):
+    late = WebhookFaults(delay=1.0, delay_seconds=0.3 / FAST)  # service seconds: 0.3 s real
+    with simulator(time_scale=FAST, webhooks=late) as (sim, http):
         sent = time.monotonic()
         submit(http, {**BODY, "callback_url": url})
         hooks.wait(1)

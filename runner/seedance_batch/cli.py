@@ -142,12 +142,14 @@ def prices(prices: str | None) -> int:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8750, show_default=True, help="0: any free port.")
 @click.option("--time-scale", type=float, default=1.0, show_default=True,
-              help="Real seconds per simulated render second (0.01: a 60 s render takes 0.6 s).")
+              help="Real seconds per service second: scales render times, rate-limit windows, URL "
+                   "lifetime and webhook delays (0.01: a 60 s render takes 0.6 s).")
 @click.option("--key-prefix", default="sk-sim", show_default=True, help="Accept any API key starting with this.")
 @click.option("--credits", type=click.IntRange(min=0), default=None, help="Starting balance; past it: 402.")
 @click.option("--submits-per-minute", type=click.IntRange(min=1), default=None, help="Past it: 429 + Retry-After.")
 @click.option("--status-per-minute", type=click.IntRange(min=1), default=None, help="Past it: 429 + Retry-After.")
-@click.option("--url-ttl", type=float, default=24 * 3600.0, show_default=True, help="Seconds a file URL stays valid.")
+@click.option("--url-ttl", type=float, default=24 * 3600.0, show_default=True,
+              help="Service seconds a file URL stays valid.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every fault and task fate.")
 @click.option("--fault", "fault_pairs", multiple=True, metavar="NAME=VALUE",
               help="A fault rate or time, repeatable: server_error, drop, malformed, error_code, slow, "

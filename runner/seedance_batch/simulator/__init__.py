@@ -25,11 +25,12 @@ simulator's own choices marked *assumption*:
 
 - Credits are charged at submit (``models.price_request``) and not refunded for
   failed tasks (*assumption*); past the balance: 402 ``insufficient_credits``.
-- Rate limits: at most N submits (or status calls) in any 60 s; else 429
-  ``rate_limited`` with ``Retry-After`` (whole seconds until a slot frees).
+- Rate limits: at most N submits (or status calls) in any 60 service seconds;
+  else 429 ``rate_limited`` with ``Retry-After`` (whole real seconds until a slot
+  frees). ``time_scale`` compresses every service duration (see config.py).
 - Status of an unknown task: 404 ``not_found`` (*assumption*). ``output`` is
   ``null`` until the task is finished (*assumption*).
-- File URLs expire after ``url_ttl`` s (403 ``url_expired``); status hands out a
+- File URLs expire after ``url_ttl`` service seconds (403 ``url_expired``); status hands out a
   fresh one each time (the contract's assumption).
 - Webhooks: each terminal state is POSTed once to ``callback_url`` as
   ``{"data": {"task_id", "status", "files"}}`` (or flat), never retried.

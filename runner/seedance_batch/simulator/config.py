@@ -1,9 +1,14 @@
 """Every knob of the simulator, as frozen data.
 
-Clocks: only render time (the latency model) is scaled by ``time_scale``, so a
-60 s render takes 0.06 s at ``time_scale=0.001``. Everything a client measures
-with its own clock stays in real (wall) seconds: URL lifetime, rate-limit
-windows and ``Retry-After``, slow answers, webhook delays.
+Clocks: the simulated service's clock runs ``1 / time_scale`` times faster than
+the real one. Every duration the service owns is in service seconds and is
+multiplied by ``time_scale``: render times (a 60 s render takes 0.06 s at 0.001),
+the per-minute rate-limit windows, URL lifetime, webhook delays. This matches the
+runner's ``--time-scale``, which compresses its own pacing the same way. Two
+things stay in real seconds, because what they are measured against is real:
+``Retry-After`` (what the client should wait, whole seconds, at least 1) and the
+answers held back to outlast a client's request timeout (``slow_seconds``,
+``hang_seconds``).
 
 Faults are all off by default. Each one is decided by a seeded hash of what
 the request is (the body's job key and how many times that body was sent, or
@@ -104,7 +109,7 @@ class WebhookFaults:
     """How callback deliveries misbehave (all off by default).
 
     duplicate     probability that an event is delivered twice
-    delay         probability that an event is held back ``delay_seconds`` (wall)
+    delay         probability that an event is held back ``delay_seconds`` (service seconds)
     out_of_order  probability that a stale ``running`` event follows the terminal
                   one (assumption: the contract only shows terminal events; this
                   exists to prove receivers never move a task backwards)
@@ -130,10 +135,10 @@ class SimulatorConfig:
 
     key_prefix           any Bearer key starting with this is accepted...
     api_key              ...unless an exact key is set, then only that one is
-    time_scale           real seconds per simulated render second (0.001: 60 s -> 0.06 s)
-    url_ttl              seconds a result file URL stays valid (403 after)
+    time_scale           real seconds per service second (0.001: a 60 s render -> 0.06 s)
+    url_ttl              service seconds a result file URL stays valid (403 after)
     credits              starting balance in credits; None means unlimited
-    submits_per_minute   at most this many submits in any 60 s (None: no limit)
+    submits_per_minute   at most this many submits in any 60 service seconds (None: no limit)
     status_per_minute    the same for status calls
     prices               a model/price file to use instead of the bundled one
     """

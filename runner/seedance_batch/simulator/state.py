@@ -92,9 +92,10 @@ class SimState:
         self.asked: Counter[str] = Counter()  # status calls per task id
         self.counts: Counter[str] = Counter()  # requests, errors by status, faults, files
         self.webhooks: Counter[str] = Counter()
+        minute = 60.0 * config.time_scale  # a service minute, in real seconds
         self._windows = {
-            "submit": RateWindow(config.submits_per_minute),
-            "status": RateWindow(config.status_per_minute),
+            "submit": RateWindow(config.submits_per_minute, minute),
+            "status": RateWindow(config.status_per_minute, minute),
         }
 
     # -- the gate every API call passes -------------------------------------------------------
@@ -208,8 +209,8 @@ class SimState:
         return Reply(200, {"code": 200, "data": data}, fault=fault)
 
     def files(self, task: Task, base_url: str, now: float) -> list[dict[str, str]]:
-        """The task's result files, with URLs valid for ``url_ttl`` seconds from ``now``."""
-        expires = int(now + self.config.url_ttl + 0.999)
+        """The task's result files, with URLs valid for ``url_ttl`` service seconds from ``now``."""
+        expires = int(now + self.config.url_ttl * self.config.time_scale + 0.999)
         return [{"file_url": file_url(base_url, self.secret, task.task_id, expires), "file_type": "video"}]
 
     # -- introspection ------------------------------------------------------------------------

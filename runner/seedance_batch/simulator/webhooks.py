@@ -47,7 +47,7 @@ class WebhookSender:
         faults, seed = self.state.config.webhooks, self.state.config.faults.seed
         delay = max(0.0, task.ends_at - self.state.clock())
         if draw(seed, "webhook-delay", task.task_id) < faults.delay:
-            delay += faults.delay_seconds
+            delay += faults.delay_seconds * self.state.config.time_scale
             self.state.webhooks["delayed"] += 1
         self.state.webhooks["scheduled"] += 1
         loop = asyncio.get_running_loop()
