@@ -200,11 +200,13 @@ def _announce_simulator(url: str) -> None:
 @click.option("--time-scale", type=float, default=None, metavar="FACTOR",
               help="The service's clock runs this much faster (a simulator started with --time-scale); "
                    "scales rate limits, timeouts and polling. Default 1, or 0.02 with --simulate.")
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Where the webhook receiver listens when run.callback_url is set (default 127.0.0.1:8787).")
 @STATE_OPTION
 @click.option("--prices", default=None, type=click.Path(dir_okay=False), help="Your own model/price file.")
 def run(manifest: str, simulate: bool, yes: bool, retry_failed: bool, resubmit_unknown: bool, max_usd: float | None,
         state: str | None, prices: str | None, report_dir: str | None, time_scale: float | None,
-        **overrides: object) -> int:
+        listen: str | None, **overrides: object) -> int:
     """Render a campaign: submit, track, download, report. Resumable: run it again."""
     from decimal import Decimal
     from pathlib import Path
@@ -216,7 +218,7 @@ def run(manifest: str, simulate: bool, yes: bool, retry_failed: bool, resubmit_u
     options = launch.RunOptions(
         manifest=Path(manifest), state=state, prices=prices, simulate=simulate, yes=yes, retry_failed=retry_failed,
         resubmit_unknown=resubmit_unknown, max_usd=None if max_usd is None else Decimal(str(max_usd)),
-        report_dir=report_dir, time_scale=time_scale, overrides=overrides,
+        report_dir=report_dir, time_scale=time_scale, listen=listen, overrides=overrides,
     )
     outcome = launch.run_manifest(options, confirm=_confirm_spend, progress=choose_progress())
     for rec in outcome.recovered:

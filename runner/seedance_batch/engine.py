@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import stamina
 import stamina.instrumentation
 
@@ -51,6 +53,7 @@ from .progress import Progress, QuietProgress
 from .ratelimit import Pacer
 from .runconfig import Backoff, RunResult, RunSettings, capped
 from .tracking import Tracked, Tracker
+from .webhooks import EventRelay
 
 __all__ = ["RunResult", "RunSettings", "execute"]
 
@@ -85,8 +88,15 @@ class Engine:
         self.submitted = 0
         self.status_calls = 0
         self._signalled = 0
+        self._by_task: dict[str, Tracked] = {}
 
     # --- the whole run -----------------------------------------------------------------------
+
+    def on_webhook(self, task_id: str) -> None:
+        """A callback event arrived for ``task_id``: check its status now, not at its next poll."""
+        item = self._by_task.get(task_id)
+        if item is not None and not item.ended:
+            self.tracker.reschedule(item, soon=True)
 
     async def run(self, *, handle_signals: bool) -> None:
         self.progress.start(len(self.plan.to_submit) + len(self._resumable()), self.plan.budget_usd, self.spent)
@@ -115,6 +125,7 @@ class Engine:
         self.progress.job(planned.label, "tracking", rec.task_id)
         if rec.state is JobState.FINISHED and rec.file_url:
             item.file_url = rec.file_url
+            item.ended = True  # straight to the download; no polls
             work.start_soon(self._fetch, item)
         else:
             self.tracker.add(item)
@@ -126,7 +137,9 @@ class Engine:
         deadline = now + window if resumed else started + window
         data = job.request["input"]
         bucket = Bucket(job.model, str(data.get("resolution")), int(data.get("duration", 0)))
-        return Tracked(job=job, task_id=task_id, bucket=bucket, started=started, deadline=deadline)
+        item = Tracked(job=job, task_id=task_id, bucket=bucket, started=started, deadline=deadline)
+        self._by_task[task_id] = item
+        return item
 
     async def _watch_signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -272,6 +285,7 @@ class Engine:
             if first_learn:
                 self.tracker.learned()
             item.file_url = status.file_urls[0] if status.file_urls else None
+            item.ended = True  # no more polls (a late webhook must not start a second download)
             self.ledger.finished(self.campaign, item.job.key, item.file_url)
             # downloaded in its own task: a status slot is not held for a whole file
             self._work.start_soon(self._fetch, item)
@@ -320,6 +334,7 @@ class Engine:
         self._release(item)
 
     def _release(self, item: Tracked) -> None:
+        item.ended = True
         if item.holds_slot:
             item.holds_slot = False
             self.slots.release()
@@ -386,16 +401,25 @@ def _age_seconds(iso: str | None) -> float:
 
 
 async def execute(plan: Plan, settings: RunSettings, *, client: ApiClient, ledger: Ledger,
-                  progress: Progress | None = None, handle_signals: bool | None = None) -> RunResult:
-    """Run ``plan``: submit, track, download. Returns how it ended (never raises for job failures)."""
+                  progress: Progress | None = None, handle_signals: bool | None = None,
+                  events: EventRelay | None = None) -> RunResult:
+    """Run ``plan``: submit, track, download. Returns how it ended (never raises for job failures).
+
+    ``events``: a webhook receiver's relay; each event makes the engine check that task now.
+    """
     progress = progress or QuietProgress()
     if handle_signals is None:
         handle_signals = threading.current_thread() is threading.main_thread()
     stamina.instrumentation.set_on_retry_hooks([])  # retries are logged in the ledger, not on stderr
     engine = Engine(plan, settings, client, ledger, progress)
+    if events is not None:
+        token = anyio.lowlevel.current_token()
+        events.connect(lambda event: anyio.from_thread.run_sync(engine.on_webhook, event.task_id, token=token))
     try:
         await engine.run(handle_signals=handle_signals)
     finally:
+        if events is not None:
+            events.connect(None)
         progress.close()
     keys = {p.priced.job.key for p in plan.jobs}
     records = [r for r in ledger.records(plan.campaign) if r.key in keys]

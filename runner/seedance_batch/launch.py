@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +26,7 @@ from .errors import Interrupted, UsageError
 from .ledger import JobRecord, Ledger, default_path
 from .plan import Plan, check_budget, make_plan
 from .progress import Progress
+from .webhooks import EventRelay, run_receiver
 
 __all__ = ["RunOptions", "RunOutcome", "credentials", "load_plan", "run_manifest", "status_rows"]
 
@@ -37,6 +38,7 @@ SIM_KEY = "sk-sim-local"
 SIM_TIME_SCALE = 0.02
 # Ask before spending more than this on a terminal when the manifest sets no threshold.
 DEFAULT_CONFIRM_USD = Decimal(10)
+DEFAULT_LISTEN = "127.0.0.1:8787"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class RunOptions:
     max_usd: Decimal | None = None
     report_dir: str | None = None
     time_scale: float | None = None
+    listen: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -113,8 +116,9 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
             if not confirm(plan, threshold):
                 raise Interrupted("not confirmed; nothing was submitted")
         started = datetime.now(timezone.utc)
-        with _service(api, options) as (base_url, key):
-            result = anyio.run(_execute, plan, settings, base_url, key, ledger, progress)
+        relay = EventRelay()
+        with _service(api, options) as (base_url, key), _receiver(ledger, settings, options, relay) as settings:
+            result = anyio.run(_execute, plan, settings, base_url, key, ledger, progress, relay)
         reports = _write_reports(plan, result, manifest, options, settings, started, key)
     return RunOutcome(plan, result, recovered, reports)
 
@@ -128,9 +132,35 @@ def _time_scale(options: RunOptions) -> float:
 
 
 async def _execute(plan: Plan, settings: RunSettings, base_url: str, key: str, ledger: Ledger,
-                   progress: Progress) -> RunResult:
+                   progress: Progress, relay: EventRelay) -> RunResult:
     async with ApiClient(base_url, key) as client:
-        return await execute(plan, settings, client=client, ledger=ledger, progress=progress)
+        return await execute(plan, settings, client=client, ledger=ledger, progress=progress, events=relay)
+
+
+@contextmanager
+def _receiver(ledger: Ledger, settings: RunSettings, options: RunOptions,
+              relay: EventRelay) -> Iterator[RunSettings]:
+    """With ``run.callback_url``, serve the webhook receiver for the run's length.
+
+    Under ``--simulate`` it listens on a free loopback port and the simulator is told
+    that address; otherwise on ``--listen`` (default 127.0.0.1:8787), which the public
+    ``callback_url`` is expected to reach (a tunnel or a reverse proxy).
+    """
+    if not settings.callback_url:
+        yield settings
+        return
+    host, port = ("127.0.0.1", 0) if options.simulate else _split_listen(options.listen)
+    with run_receiver(ledger, host=host, port=port, on_event=relay) as url:
+        if options.simulate:
+            settings = replace(settings, callback_url=f"{url}/apidot/callback")
+        yield settings
+
+
+def _split_listen(listen: str | None) -> tuple[str, int]:
+    host, _, port = (listen or DEFAULT_LISTEN).rpartition(":")
+    if not port.isdigit() or not host:
+        raise UsageError(f"--listen must be HOST:PORT, got {listen!r}")
+    return host, int(port)
 
 
 @contextmanager

@@ -39,6 +39,8 @@ class Tracked:
     due: float = 0.0
     file_url: str | None = None
     aimed_at: float | None = None  # the learned render time its first poll was aimed at
+    polling: bool = False          # a status call for it is under way
+    ended: bool = False            # finished, failed, timed out or given up: no more polls
     webhook_seen: bool = field(default=False)
 
 
@@ -69,6 +71,8 @@ class Tracker:
     def reschedule(self, item: Tracked, *, soon: bool = False) -> None:
         """Queue the job's next poll (``soon``: right away, e.g. after a webhook)."""
         if soon:
+            if item.polling:
+                return  # the answer is on its way anyway
             due = time.monotonic()
         else:
             due = item.started + self.clock.next_poll(item.bucket, item.polls, item.last_age) * self.scale
@@ -101,6 +105,7 @@ class Tracker:
                     if due != item.due:
                         continue  # superseded by a later reschedule
                     self._active += 1
+                    item.polling = True  # from now: a webhook arriving meanwhile must not queue a twin
                     if item.polls == 0:
                         self._waiting_first.get(item.bucket, set()).discard(item)
                     polls.start_soon(self._one, item)
@@ -113,7 +118,11 @@ class Tracker:
     async def _one(self, item: Tracked) -> None:
         try:
             async with self._limiter:
-                await self._poll(item)
+                try:
+                    if not item.ended:
+                        await self._poll(item)
+                finally:
+                    item.polling = False
         finally:
             self._active -= 1
             self._wake.set()
