@@ -12,7 +12,7 @@ import pytest
 
 from seedance_batch.downloads import safe_target
 from seedance_batch.errors import RateLimited, TransientError, UsageError
-from seedance_batch.polling import FIRST_GUESS, Bucket, RenderClock, prior_seconds
+from seedance_batch.polling import FIRST_GUESS, STEP_DOWN, STEP_UP, Bucket, RenderClock, prior_seconds
 from seedance_batch.ratelimit import SAFETY, Pacer
 from seedance_batch.runconfig import Backoff, RunSettings
 
@@ -70,23 +70,28 @@ def test_pacer_halves_once_per_429_episode_and_recovers_additively() -> None:
 
 def test_poll_aim_explores_then_learns_and_steps_per_generation() -> None:
     clock = RenderClock(floor=0.5, rng=random.Random(1))
-    assert clock.next_poll(BUCKET, 0, None) == pytest.approx(prior_seconds(BUCKET) * FIRST_GUESS)
-    clock.observe(BUCKET, finished_at_age=40.0, previous_age=30.0, aimed_at=None)
+    first = clock.next_poll(BUCKET, 0, None)
+    assert first == pytest.approx(prior_seconds(BUCKET) * FIRST_GUESS)
+    assert clock.next_poll(BUCKET, 0, first) == pytest.approx(first * 1.5, rel=0.1)  # exploring: widen
+    clock.observe(BUCKET, finished_at_age=40.0, late_polls=0, aimed_at=None)
     assert clock.aim(BUCKET) == 40.0  # seeded from the late end
+    assert clock.next_poll(BUCKET, 0, 12.0) == 40.0  # a job polled while exploring is re-aimed
     for _ in range(30):  # thirty jobs aimed alike, all caught: one step down, not thirty
-        clock.observe(BUCKET, finished_at_age=40.0, previous_age=None, aimed_at=40.0)
-    assert clock.aim(BUCKET) == pytest.approx(39.6)
-    for _ in range(30):  # thirty aimed at 39.6, all missed: one step up
-        clock.observe(BUCKET, finished_at_age=41.0, previous_age=39.6, aimed_at=39.6)
-    assert clock.aim(BUCKET) == pytest.approx(39.6 * 1.03)
-    clock.observe(BUCKET, finished_at_age=400.0, previous_age=300.0, aimed_at=None)  # an unaimed straggler
-    assert clock.aim(BUCKET) == pytest.approx(39.6 * 1.03)
+        clock.observe(BUCKET, finished_at_age=40.0, late_polls=0, aimed_at=40.0)
+    assert clock.aim(BUCKET) == pytest.approx(40.0 * (1 - STEP_DOWN))
+    low = clock.aim(BUCKET)
+    for _ in range(30):  # thirty aimed there, all missed: one step up
+        clock.observe(BUCKET, finished_at_age=41.0, late_polls=1, aimed_at=low)
+    assert clock.aim(BUCKET) == pytest.approx(low * (1 + STEP_UP))
+    clock.observe(BUCKET, finished_at_age=400.0, late_polls=3, aimed_at=None)  # an unaimed straggler
+    assert clock.aim(BUCKET) == pytest.approx(low * (1 + STEP_UP))
     # after a miss: asked again soon, then less often
-    first, second = clock.next_poll(BUCKET, 1, 40.0) - 40.0, clock.next_poll(BUCKET, 3, 40.0) - 40.0
-    assert 0.5 <= first < second
+    aim = clock.aim(BUCKET)
+    soon, later = clock.next_poll(BUCKET, 1, aim) - aim, clock.next_poll(BUCKET, 4, aim) - aim
+    assert 0.5 <= soon < later
     # another bucket starts from what this one taught, not from the raw prior
     other = Bucket("seedance-2", "1080p", 10)
-    assert clock.aim(other) == pytest.approx(prior_seconds(other) * 40.8 / prior_seconds(BUCKET), rel=0.05)
+    assert clock.aim(other) == pytest.approx(prior_seconds(other) * aim / prior_seconds(BUCKET), rel=0.05)
 
 
 @pytest.mark.parametrize("bad", ["../escape.mp4", "/etc/passwd", "a/../../b.mp4", ".", "a/.."])

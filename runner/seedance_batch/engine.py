@@ -280,7 +280,7 @@ class Engine:
             pass  # no usable answer: try again on schedule (or give up at the deadline)
         elif status.finished:
             first_learn = not self.tracker.clock.learned(item.bucket)
-            self.tracker.clock.observe(item.bucket, finished_at_age=age, previous_age=item.last_age,
+            self.tracker.clock.observe(item.bucket, finished_at_age=age, late_polls=item.late_polls,
                                        aimed_at=item.aimed_at)
             if first_learn:
                 self.tracker.learned()
@@ -297,6 +297,8 @@ class Engine:
             self.ledger.status_seen(self.campaign, item.job.key, status.status)
         item.polls += 1
         item.last_age = age
+        if item.aimed_at is not None and age >= item.aimed_at:
+            item.late_polls += 1
         if isinstance(self.error, AccountError) and status is None:
             self._release(item)  # cannot ask any more: the task id stays for a later run
         elif now >= item.deadline:

@@ -30,11 +30,11 @@ PER_VIDEO_SECOND = 6.0
 RESOLUTION_FACTOR = {"480p": 0.6, "720p": 1.0, "1080p": 2.0}
 MODEL_FACTOR = {"seedance-2-fast": 0.6}
 
-STEP_DOWN = 0.01    # a hit moves the aim 1% earlier
-STEP_UP = 0.03      # a miss moves it 3% later: the aim settles near the 75th percentile
+STEP_DOWN = 0.005   # a hit moves the aim 0.5% earlier
+STEP_UP = 0.015     # a miss moves it 1.5% later: the aim settles near the 75th percentile
 FIRST_GUESS = 0.3   # with nothing learned yet, first ask at 30% of the prior...
 WIDEN = 1.5         # ...and widen the gaps by half each time
-FOLLOW_UP = 0.01    # after a miss, ask again after 1% of the aim, then back off
+FOLLOW_UP = 0.006   # after a miss, ask again after 0.6% of the aim, then back off
 MAX_GAP = 60.0      # never wait longer than this between two polls of one job
 
 
@@ -77,37 +77,42 @@ class RenderClock:
             return prior_seconds(bucket) * self._ratio
         return prior_seconds(bucket) * FIRST_GUESS
 
-    def next_poll(self, bucket: Bucket, polls: int, last_age: float | None) -> float:
-        """Age at which to poll a job that has been polled ``polls`` times, last at ``last_age``."""
-        if polls == 0 or last_age is None:
-            return max(self.aim(bucket), self.floor if polls else 0.0)
-        if self.learned(bucket) or self._ratio is not None:
-            base = max(self.floor, FOLLOW_UP * self.aim(bucket))
-            gap = base * WIDEN ** (polls - 1)
-        else:  # still exploring: widen geometrically from the first guess
+    def exploring(self, bucket: Bucket) -> bool:
+        """Nothing finished yet anywhere: polls start early and widen."""
+        return bucket not in self._aim and self._ratio is None
+
+    def next_poll(self, bucket: Bucket, late_polls: int, last_age: float | None) -> float:
+        """Age for a job's next poll. ``late_polls``: polls at or past the aim that found it rendering."""
+        aim = self.aim(bucket)
+        if last_age is None:
+            return aim
+        if self.exploring(bucket):
             gap = max(self.floor, last_age * (WIDEN - 1.0))
+        elif last_age < aim:  # polled while exploring; now there is something to aim at
+            return max(aim, last_age + self.floor)
+        else:  # missed: ask again soon, then less and less often
+            gap = max(self.floor, FOLLOW_UP * aim) * WIDEN ** max(0, late_polls - 1)
         gap = min(MAX_GAP, gap) * self._rng.uniform(0.9, 1.1)
         return last_age + max(self.floor, gap)
 
-    def observe(self, bucket: Bucket, *, finished_at_age: float, previous_age: float | None,
-                aimed_at: float | None) -> None:
-        """A job was seen finished at ``finished_at_age`` (its last unfinished poll at ``previous_age``).
+    def observe(self, bucket: Bucket, *, finished_at_age: float, late_polls: int, aimed_at: float | None) -> None:
+        """A job was seen finished at ``finished_at_age``, after ``late_polls`` misses at or past its aim.
 
-        ``aimed_at``: the learned render time its first poll was aimed at (None while
+        ``aimed_at``: the learned render time its aimed poll went for (None while
         exploring). Steps are taken from that value, not from the current aim, so the
         dozens of jobs aimed alike (all in flight together) move the aim one step, not
         one step each.
         """
         if bucket not in self._aim:
-            # The render ended inside (previous_age, finished_at_age]: start from the late end
-            # (every job caught by its first poll) and let hits walk it down.
+            # The first finish seen: start from the late end (every job caught by its
+            # aimed poll) and let hits walk it down.
             self._aim[bucket] = finished_at_age
         elif aimed_at is None:
             return
-        elif previous_age is None:  # caught by its first poll: aim a little earlier
+        elif late_polls == 0:  # caught by its aimed poll: aim a little earlier
             self._aim[bucket] = min(self._aim[bucket], aimed_at * (1.0 - STEP_DOWN))
-        else:  # still rendering at the first poll: aim later (by a step, not to previous_age:
-            # a slow service inflates ages, and one stall must not drag the aim up for good)
+        else:  # still rendering at the aim: aim later (by a step, not to the age seen: a slow
+            # service inflates ages, and one stall must not drag the aim up for good)
             self._aim[bucket] = max(self._aim[bucket], aimed_at * (1.0 + STEP_UP))
         ratio = self._aim[bucket] / prior_seconds(bucket)
         self._ratio = ratio if self._ratio is None else 0.8 * self._ratio + 0.2 * ratio

@@ -35,10 +35,11 @@ class Tracked:
     deadline: float           # monotonic time after which it is timed_out
     holds_slot: bool = False  # counts against max_in_flight
     polls: int = 0
+    late_polls: int = 0       # polls at or past the aim that found it still rendering
     last_age: float | None = None
     due: float = 0.0
     file_url: str | None = None
-    aimed_at: float | None = None  # the learned render time its first poll was aimed at
+    aimed_at: float | None = None  # the learned render time its aimed poll went for
     polling: bool = False          # a status call for it is under way
     ended: bool = False            # finished, failed, timed out or given up: no more polls
     webhook_seen: bool = field(default=False)
@@ -58,7 +59,7 @@ class Tracker:
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._active = 0
         self._producers_done = False
-        self._waiting_first: dict[Bucket, set[Tracked]] = {}
+        self._waiting_aim: set[Tracked] = set()
 
     def age(self, item: Tracked, now: float | None = None) -> float:
         """Service seconds since the task was created."""
@@ -75,18 +76,22 @@ class Tracker:
                 return  # the answer is on its way anyway
             due = time.monotonic()
         else:
-            due = item.started + self.clock.next_poll(item.bucket, item.polls, item.last_age) * self.scale
+            age = self.clock.next_poll(item.bucket, item.late_polls, item.last_age)
+            due = item.started + age * self.scale
+            if item.late_polls == 0 and self.clock.learned(item.bucket):
+                item.aimed_at = self.clock.aim(item.bucket)
         item.due = min(max(due, time.monotonic()), max(item.deadline, time.monotonic()))
-        if item.polls == 0:
-            item.aimed_at = self.clock.aim(item.bucket) if self.clock.learned(item.bucket) else None
-            self._waiting_first.setdefault(item.bucket, set()).add(item)
+        if item.late_polls == 0:
+            self._waiting_aim.add(item)
         heapq.heappush(self._heap, (item.due, next(self._seq), item))
         self._wake.set()
 
     def learned(self) -> None:
-        """Render times changed a lot (a first observation): re-aim jobs not polled yet."""
-        for items in self._waiting_first.values():
-            for item in items:
+        """Render times changed a lot (a first observation): re-aim jobs not yet polled at their aim."""
+        for item in list(self._waiting_aim):
+            if item.ended or item.late_polls:
+                self._waiting_aim.discard(item)
+            elif not item.polling:
                 self.reschedule(item)
 
     def close(self) -> None:
@@ -106,8 +111,6 @@ class Tracker:
                         continue  # superseded by a later reschedule
                     self._active += 1
                     item.polling = True  # from now: a webhook arriving meanwhile must not queue a twin
-                    if item.polls == 0:
-                        self._waiting_first.get(item.bucket, set()).discard(item)
                     polls.start_soon(self._one, item)
                 if self._heap:
                     with anyio.move_on_after(max(0.0, self._heap[0][0] - time.monotonic())):
