@@ -263,8 +263,9 @@ def status(manifest: str, as_json: bool, state: str | None, prices: str | None) 
     from .ledger import Ledger, default_path
 
     path = default_path(state)
-    with Ledger.open(path if path.exists() else ":memory:") as ledger:
-        recovered = ledger.recover()
+    exists = path.exists()  # status never creates a ledger
+    with Ledger.open(path if exists else ":memory:") as ledger:
+        recovered = ledger.recover() if exists else []
         loaded, plan = launch.load_plan(Path(manifest), ledger, prices=prices)
     rows = launch.status_rows(plan, Path(loaded.output_dir))
     totals: dict[str, object] = {}
