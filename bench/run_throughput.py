@@ -53,8 +53,11 @@ def serve(conn, time_scale: float, render_sim_s: float, jitter: float, per_minut
 def run_bench(args: argparse.Namespace) -> dict[str, object]:
     render_sim_s = args.latency / args.time_scale
     parent, child = multiprocessing.Pipe()
+    # The simulator's time_scale compresses its rate-limit window too (60 simulated seconds),
+    # so R a real second is R x 60 x time_scale per (compressed) minute.
+    per_window = round(args.rate * 60 * args.time_scale)
     proc = multiprocessing.Process(target=serve, args=(child, args.time_scale, render_sim_s, args.jitter,
-                                                       int(args.rate * 60)), daemon=True)
+                                                       per_window), daemon=True)
     proc.start()
     base_url = parent.recv()
     try:

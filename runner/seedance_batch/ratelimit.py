@@ -1,8 +1,9 @@
 """Rate limits for a run: a paced token bucket with AIMD, shared by every submitter.
 
-One :class:`Pacer` per endpoint (submit, status). Admissions are spaced
-``1 / rate`` apart (a burst of one), so a client limit at or under the server's
-never trips it, whatever window the server counts in. On a 429 the whole run
+One :class:`Pacer` per endpoint (submit, status). Admissions are scheduled
+``1.02 / rate`` apart (a burst of one) and never ahead of the schedule, so a client
+limit at or under the server's does not trip it, whether the server counts with a
+token bucket or a sliding window. On a 429 the whole run
 slows down, not just the request that got it: the rate is halved (once per
 congestion episode, not once per concurrent 429) and nobody is admitted before
 ``Retry-After``; each success then adds back a twentieth of the target rate
@@ -18,13 +19,13 @@ import anyio
 
 __all__ = ["Pacer"]
 
-# Space admissions 1% wider than the limit: a request sent a few milliseconds late
+# Space admissions 2% wider than the limit: a request sent a few milliseconds late
 # must not bring two others closer together than the server's window allows.
-SAFETY = 1.01
+SAFETY = 1.02
 DECREASE = 0.5
 RECOVER_STEPS = 20
 FLOOR_FRACTION = 0.02
-IDLE_RESET = 1.0
+LATE_RESET = 0.25
 
 
 class Pacer:
@@ -48,12 +49,14 @@ class Pacer:
             while (wait := self._next - self._clock()) > 0:
                 # re-checked after each sleep: a 429 meanwhile may have pushed _next later
                 await anyio.sleep(wait)
+            # Admissions follow the schedule t0 + k x interval and never run ahead of it. A
+            # slightly late wake-up keeps the schedule (the next gap is a little shorter),
+            # so a busy event loop does not lose rate; a wake-up later than a quarter
+            # interval starts a new schedule instead, so no burst can squeeze more calls
+            # into a server's sliding window than the 2% margin absorbs.
             now = self._clock()
             interval = SAFETY / self.rate
-            # Never admit ahead of the schedule t0 + k x interval (that is what keeps any
-            # server window happy), but do catch up after a late wake-up, so a busy event
-            # loop does not lose rate. After a real idle spell the schedule starts afresh.
-            if now - self._next > max(IDLE_RESET, 2 * interval):
+            if now - self._next > LATE_RESET * interval:
                 self._next = now
             self._next += interval
             self.admitted += 1
