@@ -358,3 +358,23 @@ def test_template_line_is_reported(tmp_path: Path) -> None:
         """)
     assert found == ["6:13: shots[0].prompt (job a): undefined variable: 'nope' is undefined (line 2 of the template); "
                      "defined: campaign, duration, model, resolution, shot"]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["plain", "quote \" backslash \\ slash /", "ctrl \x00\x1f\t\n\r", "ünïcødé 明るい朝を 😀", "sep \u2028\u2029", ""],
+)
+def test_request_key_is_sha256_of_the_json_module_canonical_form(prompt: str) -> None:
+    import hashlib
+    import json
+
+    request = {"model": "seedance-2", "input": {"prompt": prompt, "duration": 5, "resolution": "720p",
+                                                "generate_audio": False, "image_urls": ["https://a/b?c=1"]}}
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert request_key(request) == hashlib.sha256(canonical).hexdigest()
+    assert request_key({**request, "callback_url": "https://hook"}) == request_key(request)
+
+
+def test_request_key_takes_what_orjson_refuses() -> None:
+    huge = {"model": "seedance-2", "input": {"prompt": "x", "duration": 10**30}}
+    assert len(request_key(huge)) == 64

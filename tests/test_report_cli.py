@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from report_campaign import SAMPLE_MP4
-from seedance_batch.launch import load_plan
+from seedance_batch.plan import load_plan
 from seedance_batch.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,6 +19,7 @@ from rich.console import Console
 from . import __version__, display
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SeedanceError
 from .models import load_catalog
+from .plan import check_budget, load_plan, plan_json
 
 __all__ = ["cli", "main"]
 
@@ -73,9 +74,7 @@ def plan(manifest: str, as_json: bool, max_usd: float | None, retry_failed: bool
     Compares the manifest with the ledger: new, changed, in-flight, done, failed,
     unknown. Exit 3 when the run would spend past the budget.
     """
-    from .launch import load_plan
     from .ledger import Ledger, default_path
-    from .plan import check_budget, plan_to_dict
 
     path = default_path(state)
     budget = None if max_usd is None else Decimal(str(max_usd))
@@ -86,7 +85,9 @@ def plan(manifest: str, as_json: bool, max_usd: float | None, retry_failed: bool
     else:
         loaded, the_plan = load_plan(Path(manifest), None, **flags)
     if as_json:
-        click.echo(json.dumps(plan_to_dict(the_plan), ensure_ascii=False))
+        stdout = click.get_binary_stream("stdout")
+        stdout.write(plan_json(the_plan) + b"\n")
+        stdout.flush()
     else:
         console = Console()
         console.print(display.plan_table(the_plan))
@@ -266,7 +267,7 @@ def status(manifest: str, as_json: bool, state: str | None, prices: str | None) 
     exists = path.exists()  # status never creates a ledger
     with Ledger.open(path if exists else ":memory:") as ledger:
         recovered = ledger.recover() if exists else []
-        loaded, plan = launch.load_plan(Path(manifest), ledger, prices=prices)
+        loaded, plan = load_plan(Path(manifest), ledger, prices=prices)
     rows = launch.status_rows(plan, Path(loaded.output_dir))
     totals: dict[str, object] = {}
     for row in rows:
@@ -308,10 +309,10 @@ def report(manifest: str, out_dir: str | None, state: str | None, prices: str | 
     path = default_path(state)
     if path.exists():  # reading a campaign never creates a ledger
         with Ledger.open(path) as ledger:
-            loaded, plan = launch.load_plan(Path(manifest), ledger, prices=prices)
+            loaded, plan = load_plan(Path(manifest), ledger, prices=prices)
             records = ledger.records(plan.campaign)
     else:
-        loaded, plan = launch.load_plan(Path(manifest), None, prices=prices)
+        loaded, plan = load_plan(Path(manifest), None, prices=prices)
         records = []
     paths = write_reports(plan, records, out_dir=Path(out_dir) if out_dir else default_report_dir(plan.campaign),
                           output_dir=Path(loaded.output_dir), manifest_path=loaded.path,

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .errors import Location, ManifestError, ManifestErrors
 from .matrix import Combination
 from .shotplan import PARAMS, TEMPLATED, ShotPlan, label_part, shot_plans, slug_part
@@ -72,14 +74,19 @@ class Job:
 
 
 def request_key(request: Mapping[str, Any]) -> str:
-    """A job's identity: sha256 of the canonical JSON of its request (no callback_url)."""
+    """A job's identity: sha256 of the canonical JSON of its request (no callback_url).
+
+    Canonical JSON is ``json.dumps(body, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` encoded as UTF-8. orjson produces the same bytes about ten
+    times faster (a test holds the two equal); the json module takes what orjson
+    refuses (integers past 64 bits, lone surrogates).
+    """
     body = {k: v for k, v in request.items() if k != "callback_url"}
-    return hashlib.sha256(_CANONICAL.encode(body).encode("utf-8")).hexdigest()
-
-
-# json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False), without
-# building a new encoder per call (it is called once per job).
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def expand(manifest: Manifest) -> list[Job]:

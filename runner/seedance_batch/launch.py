@@ -24,11 +24,11 @@ from .client import DEFAULT_BASE_URL, ApiClient
 from .engine import RunResult, RunSettings, execute
 from .errors import Interrupted, UsageError
 from .ledger import JobRecord, Ledger, default_path
-from .plan import Plan, check_budget, make_plan
+from .plan import Plan, check_budget, load_plan
 from .progress import Progress
 from .webhooks import EventRelay, run_receiver
 
-__all__ = ["RunOptions", "RunOutcome", "credentials", "load_plan", "run_manifest", "status_rows"]
+__all__ = ["RunOptions", "RunOutcome", "credentials", "run_manifest", "status_rows"]
 
 KEY_ENV = "APIDOT_API_KEY"
 URL_ENV = "APIDOT_BASE_URL"
@@ -79,24 +79,6 @@ def credentials(environ: Mapping[str, str] | None = None, cwd: Path | None = Non
         raise UsageError(f"{KEY_ENV} is not set",
                          hint=f"export {KEY_ENV}=... or put it in a .env file here; or try --simulate (free, local)")
     return environ.get(URL_ENV) or from_file.get(URL_ENV) or DEFAULT_BASE_URL, key
-
-
-def load_plan(manifest_path: Path, ledger: Ledger | None, *, prices: str | None = None, max_usd: Decimal | None = None,
-              retry_failed: bool = False, resubmit_unknown: bool = False) -> tuple[Any, Plan]:
-    """Load, expand and price the manifest, then plan it against the ledger (None: no ledger yet)."""
-    from .expand import expand
-    from .manifest import load_manifest
-    from .models import load_catalog, price_jobs
-
-    manifest = load_manifest(manifest_path)
-    catalog = load_catalog(prices)
-    priced = price_jobs(expand(manifest), catalog)
-    campaign = priced[0].job.campaign if priced else manifest.name
-    budget = max_usd if max_usd is not None else manifest.budget_usd
-    records = ledger.records(campaign) if ledger is not None else []
-    plan = make_plan(priced, records, manifest_path=manifest_path, catalog=catalog,
-                     budget_usd=budget, retry_failed=retry_failed, resubmit_unknown=resubmit_unknown)
-    return manifest, plan
 
 
 def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool] | None,
