@@ -146,3 +146,18 @@ def test_bad_price_file_is_one_clear_error(tmp_path: Path, monkeypatch, content:
 def test_missing_price_file(tmp_path: Path) -> None:
     with pytest.raises(PriceFileError, match="price file not found"):
         load_catalog(tmp_path / "nope.json")
+
+
+def test_jobs_sharing_parameters_share_one_verdict_but_each_prompt_is_checked(catalog) -> None:
+    jobs = [make_job(body(prompt=f"take {i}"), f"hero/{i}") for i in range(3)]
+    jobs.append(make_job(body(prompt=" "), "hero/blank"))
+    with pytest.raises(ManifestError, match="prompt is required"):
+        price_jobs(jobs, catalog)
+    priced = price_jobs(jobs[:3], catalog)
+    assert [p.cost.credits for p in priced] == [200, 200, 200]
+
+
+def test_unhashable_parameter_values_are_checked_not_crashed(catalog) -> None:
+    odd = make_job(body(image_urls=[{"url": "https://a/1.png"}]), "hero/odd")
+    with pytest.raises(ManifestError, match="not an absolute http"):
+        price_jobs([odd], catalog)

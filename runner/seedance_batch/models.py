@@ -270,17 +270,51 @@ def price_request(request: Mapping[str, Any], catalog: Catalog) -> Cost:
 
 
 def price_jobs(jobs: Iterable[Job], catalog: Catalog) -> list[PricedJob]:
-    """Check every job against its model and price it; all violations are raised together."""
+    """Check every job against its model and price it; all violations are raised together.
+
+    Jobs of one campaign share a handful of parameter sets, so the rules and the
+    price are worked out once per set (everything but the prompt) and shared.
+    """
     priced: list[PricedJob] = []
     errors: list[ManifestError] = []
+    verdicts: dict[tuple[Any, ...], tuple[list[RuleViolation], Cost | None]] = {}
     for job in jobs:
-        problems = check_request(job.request, catalog)
+        request = job.request
+        data = request.get("input")
+        signature = _signature(request.get("model"), data)
+        verdict = verdicts.get(signature)
+        if verdict is None:
+            verdict = verdicts[signature] = _verdict(request, catalog)
+        problems, cost = verdict
+        prompt = data.get("prompt") if isinstance(data, Mapping) else None
+        if not isinstance(prompt, str) or not prompt.strip():
+            problems = [*problems, RuleViolation("input.prompt", "prompt is required and must be non-empty text")]
         if problems:
             errors.extend(_violation_error(job, problem) for problem in problems)
         else:
-            priced.append(PricedJob(job, price_request(job.request, catalog)))
+            priced.append(PricedJob(job, cost))  # type: ignore[arg-type]
     ManifestErrors.raise_if_any(errors)
     return priced
+
+
+def _signature(model: Any, data: Any) -> tuple[Any, ...]:
+    if not isinstance(data, Mapping):
+        return (model, repr(data))
+    signature = (model, *[(k, tuple(v) if v.__class__ is list else v) for k, v in data.items() if k != "prompt"])
+    try:
+        hash(signature)
+    except TypeError:  # a value of an unexpected type: still one verdict per distinct value
+        return (model, repr(sorted((k, v) for k, v in data.items() if k != "prompt")))
+    return signature
+
+
+def _verdict(request: Mapping[str, Any], catalog: Catalog) -> tuple[list[RuleViolation], Cost | None]:
+    """The rule violations (but the prompt's) and the price of one parameter set."""
+    data = request.get("input")
+    if isinstance(data, Mapping):
+        request = {**request, "input": {**data, "prompt": "checked per job"}}
+    problems = check_request(request, catalog)
+    return problems, (None if problems else price_request(request, catalog))
 
 
 def _violation_error(job: Job, problem: RuleViolation) -> ManifestError:

@@ -8,17 +8,23 @@ is tracked, never resubmitted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import gc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 
-from .errors import BudgetExceeded
-from .ledger import JobRecord, JobState
-from .models import Catalog, PricedJob
+import orjson
 
-__all__ = ["Change", "Plan", "PlannedJob", "check_budget", "make_plan", "plan_to_dict"]
+from .errors import BudgetExceeded
+from .expand import expand
+from .ledger import JobRecord, JobState, Ledger
+from .manifest import Manifest, load_manifest
+from .models import Catalog, PricedJob, load_catalog, price_jobs
+
+__all__ = ["Change", "Plan", "PlannedJob", "check_budget", "load_plan", "make_plan", "plan_json", "plan_to_dict"]
 
 
 class Change(str, Enum):
@@ -48,34 +54,25 @@ class PlannedJob:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What a run of this manifest would do and spend."""
+    """What a run of this manifest would do and spend.
+
+    ``credits``, ``usd`` and ``fal_usd`` count only the jobs this run would submit;
+    ``spent_usd`` is what earlier runs already charged (or may have) for the campaign.
+    """
 
     campaign: str
     manifest_path: Path
     jobs: tuple[PlannedJob, ...]
     catalog: Catalog
     budget_usd: Decimal | None
-    # Already charged (or possibly charged) for this campaign by earlier runs.
     spent_usd: Decimal
+    credits: int
+    usd: Decimal
+    fal_usd: Decimal
 
     @property
     def to_submit(self) -> tuple[PlannedJob, ...]:
         return tuple(j for j in self.jobs if j.submit)
-
-    @property
-    def credits(self) -> int:
-        """Credits this run would spend."""
-        return sum(j.priced.cost.credits for j in self.jobs if j.submit)
-
-    @property
-    def usd(self) -> Decimal:
-        """USD this run would spend."""
-        return sum((j.priced.cost.usd for j in self.jobs if j.submit), Decimal(0))
-
-    @property
-    def fal_usd(self) -> Decimal:
-        """What the comparison provider would charge for the same submissions."""
-        return sum((j.priced.cost.fal_usd for j in self.jobs if j.submit), Decimal(0))
 
     @property
     def within_budget(self) -> bool:
@@ -98,8 +95,12 @@ def make_plan(
     budget_usd: Decimal | None,
     retry_failed: bool = False,
     resubmit_unknown: bool = False,
+    campaign: str | None = None,
 ) -> Plan:
-    """Classify each priced job against the campaign's ledger rows."""
+    """Classify each priced job against the campaign's ledger rows.
+
+    ``campaign`` defaults to the jobs' own (a manifest whose matrix leaves no job needs it).
+    """
     by_key: dict[str, JobRecord] = {}
     by_label: dict[str, JobRecord] = {}
     spent = Decimal(0)
@@ -108,22 +109,26 @@ def make_plan(
         by_label[record.label] = record  # records come oldest first: the latest wins
         if record.charged:
             spent += record.cost_usd
+    submitted = {Change.NEW, Change.CHANGED}
+    if retry_failed:
+        submitted.add(Change.FAILED)
+    if resubmit_unknown:
+        submitted.add(Change.UNKNOWN)
     jobs = []
     for item in priced:
         record = by_key.get(item.job.key)
-        change = _change(record, by_label.get(item.job.label))
-        submit = change in (Change.NEW, Change.CHANGED) or (
-            (change is Change.FAILED and retry_failed) or (change is Change.UNKNOWN and resubmit_unknown)
-        )
-        jobs.append(PlannedJob(item, change, submit, record or by_label.get(item.job.label)))
-    campaign = priced[0].job.campaign if priced else ""
-    return Plan(campaign, manifest_path, tuple(jobs), catalog, budget_usd, spent)
-
-
-def _change(same_key: JobRecord | None, same_label: JobRecord | None) -> Change:
-    if same_key is None:
-        return Change.CHANGED if same_label is not None else Change.NEW
-    return _BY_STATE[same_key.state]
+        if record is None:
+            record = by_label.get(item.job.label)
+            change = Change.NEW if record is None else Change.CHANGED
+        else:
+            change = _BY_STATE[record.state]
+        jobs.append(PlannedJob(item, change, change in submitted, record))
+    costs = [job.priced.cost for job in jobs if job.submit]
+    return Plan(
+        campaign=campaign or (priced[0].job.campaign if priced else ""), manifest_path=manifest_path, jobs=tuple(jobs), catalog=catalog, budget_usd=budget_usd,
+        spent_usd=spent, credits=sum(c.credits for c in costs), usd=sum((c.usd for c in costs), Decimal(0)),
+        fal_usd=sum((c.fal_usd for c in costs), Decimal(0)),
+    )
 
 
 _BY_STATE: Mapping[JobState, Change] = {
@@ -161,7 +166,7 @@ def plan_to_dict(plan: Plan) -> dict[str, object]:
             "key": job.key,
             "change": planned.change.value,
             "submit": planned.submit,
-            "combination": dict(job.combination),
+            "combination": job.combination,
             "request": job.request,
             "output_path": job.output_path,
             "credits": cost.credits,
@@ -182,3 +187,60 @@ def plan_to_dict(plan: Plan) -> dict[str, object]:
         "within_budget": plan.within_budget,
     }
 
+
+def plan_json(plan: Plan) -> bytes:
+    """``plan_to_dict`` as UTF-8 JSON (orjson: a 100,000-job plan in a fraction of a second)."""
+    return orjson.dumps(plan_to_dict(plan), default=_jsonable)
+
+
+def _jsonable(value: object) -> object:
+    # Mappings from the manifest may be read-only views; anything else is a bug.
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def load_plan(
+    manifest_path: Path,
+    ledger: Ledger | None,
+    *,
+    prices: str | Path | None = None,
+    max_usd: Decimal | None = None,
+    retry_failed: bool = False,
+    resubmit_unknown: bool = False,
+) -> tuple[Manifest, Plan]:
+    """Load, expand, check and price a manifest, then plan it against the ledger.
+
+    ``ledger`` None means there is none yet (a dry run creates no files);
+    ``max_usd`` overrides the manifest's ``budget.max_usd``.
+    """
+    manifest = load_manifest(manifest_path)
+    catalog = load_catalog(prices)
+    with _gc_paused():
+        priced = price_jobs(expand(manifest), catalog)
+    records = ledger.records(manifest.name) if ledger is not None else []
+    plan = make_plan(
+        priced, records, campaign=manifest.name, manifest_path=manifest_path, catalog=catalog,
+        budget_usd=max_usd if max_usd is not None else manifest.budget_usd,
+        retry_failed=retry_failed, resubmit_unknown=resubmit_unknown,
+    )
+    return manifest, plan
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large campaign expands.
+
+    Expansion allocates hundreds of thousands of small objects that all stay
+    alive (the jobs) and form no cycles; the collector would rescan the growing
+    heap every few hundred allocations for nothing (about 10% of plan time).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
