@@ -81,7 +81,7 @@ def request_key(request: Mapping[str, Any]) -> str:
     times faster (a test holds the two equal); the json module takes what orjson
     refuses (integers past 64 bits, lone surrogates).
     """
-    body = {k: v for k, v in request.items() if k != "callback_url"}
+    body = {k: v for k, v in request.items() if k != "callback_url"} if "callback_url" in request else request
     try:
         canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
