@@ -114,3 +114,34 @@ def test_backoff_retries_only_its_types_with_full_jitter_and_honours_retry_after
     assert all(0 <= w <= cap for w, cap in zip(waits, [1, 2, 4, 8, 8, 8]))
     assert hook(RateLimited("slow down", retry_after=3.0)) == 3.0
     assert hook(RateLimited("slow down", retry_after=600.0)) == 8.0  # capped at the run's max wait
+
+
+def test_tracker_polls_one_job_once_at_a_time_even_when_rescheduled_to_the_same_instant() -> None:
+    from engine_support import make_jobs
+
+    from seedance_batch.tracking import Tracked, Tracker
+
+    async def main() -> tuple[int, int]:
+        calls, overlapping, active = 0, 0, 0
+
+        async def poll(item: Tracked) -> None:
+            nonlocal calls, overlapping, active
+            calls += 1
+            active += 1
+            overlapping = max(overlapping, active)
+            await anyio.sleep(0)  # a checkpoint: a twin poll, if started, would run now
+            active -= 1
+            item.ended = True  # finished: the engine downloads it once
+
+        tracker = Tracker(poll, RenderClock(floor=0.0), time_scale=1e-3)  # first aim a few ms ahead
+        now = time.monotonic()
+        item = Tracked(job=make_jobs(1)[0], task_id="task-1", bucket=BUCKET, started=now, deadline=now + 60)
+        tracker.add(item)
+        tracker.reschedule(item)  # the same aim again (as a re-aim after learning does): a twin heap entry
+        tracker.close()
+        with anyio.fail_after(10):
+            await tracker.run()
+        return calls, overlapping
+
+    calls, overlapping = anyio.run(main)
+    assert (calls, overlapping) == (1, 1)

@@ -274,6 +274,8 @@ class Engine:
 
     async def _poll(self, item: Tracked) -> None:
         status = await self._status(item)
+        if item.ended:
+            return  # ended meanwhile (Ctrl-C twice, the account stopped): nothing more to do
         now = time.monotonic()
         age = self.tracker.age(item, now)
         if status is None:

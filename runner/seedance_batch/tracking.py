@@ -107,8 +107,11 @@ class Tracker:
                 now = time.monotonic()
                 while self._heap and self._heap[0][0] <= now:
                     due, _, item = heapq.heappop(self._heap)
-                    if due != item.due:
-                        continue  # superseded by a later reschedule
+                    if due != item.due or item.polling or item.ended:
+                        # Superseded by a later reschedule, or a twin entry (re-aimed to the
+                        # same instant): one status call per job at a time, or a finished job
+                        # would be downloaded twice at once.
+                        continue
                     self._active += 1
                     item.polling = True  # from now: a webhook arriving meanwhile must not queue a twin
                     polls.start_soon(self._one, item)
