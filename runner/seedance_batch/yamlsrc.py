@@ -92,6 +92,8 @@ def load_yaml(text: str) -> tuple[Any, Pos | None]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
+        if "nesting depth" in problem:  # PyYAML >= 6.0.4 has a limit of its own, met first on long lines
+            raise YamlProblem(f"nesting deeper than {MAX_DEPTH} levels", *_line_col(mark)) from None
         raise YamlProblem(f"YAML syntax error: {problem}", *_line_col(mark)) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"YAML syntax error: {exc}") from None
