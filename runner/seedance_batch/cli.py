@@ -2,7 +2,9 @@
 
 No logic lives here beyond wiring. Every :class:`~seedance_batch.errors.SeedanceError`
 becomes one line per problem on stderr and its documented exit code, in
-:func:`main`; anything else is a bug and keeps its traceback.
+:func:`main`; anything else is a bug and keeps its traceback. The run's heavy
+imports (httpx, anyio, the simulator's ASGI stack) are made only by the
+commands that need them, so ``validate`` and ``plan`` start fast.
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 
 from . import __version__, display
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SeedanceError
-from .models import load_catalog
-from .plan import check_budget, load_plan, plan_json
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BudgetExceeded, Interrupted, SeedanceError
+from .expand import expand
+from .manifest import load_manifest
+from .models import load_catalog, price_jobs
+from .plan import check_budget, plan_json, view_campaign
 
 __all__ = ["cli", "main"]
 
@@ -35,30 +40,65 @@ def cli() -> None:
     seedance-batch run MANIFEST          render, download, report (--simulate: free, local)
     seedance-batch status MANIFEST       the ledger's view of a campaign
     seedance-batch report MANIFEST       rebuild the reports from the ledger
+    seedance-batch prices | schema       the price table; the manifest JSON Schema
+    seedance-batch simulate              a local APIDot simulator
     """
 
 
-# --- commands: manifest, plan, prices, schema ---------------------------------------------
+class _Usd(click.ParamType):
+    """An amount of US dollars, as an exact Decimal."""
 
+    name = "usd"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
+        try:
+            amount = Decimal(str(value))
+        except InvalidOperation:
+            self.fail(f"{value!r} is not an amount in USD (e.g. 25 or 12.50)", param, ctx)
+        if not amount.is_finite() or amount < 0:
+            self.fail(f"{value!r} is not an amount in USD (e.g. 25 or 12.50)", param, ctx)
+        return amount
+
+
+MANIFEST_ARGUMENT = click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 PRICES_OPTION = click.option(
-    "--prices", "prices", type=click.Path(dir_okay=False), default=None,
+    "--prices", type=click.Path(dir_okay=False), default=None,
     help="Your own model/price file (same format as schemas/models.json).",
 )
-STATE_OPTION = click.option("--state", default=None, metavar="PATH",
-                            help="Ledger file (default: $SEEDANCE_STATE, else .seedance/ledger.sqlite).")
+STATE_OPTION = click.option(
+    "--state", default=None, metavar="PATH",
+    help="Ledger file (default: $SEEDANCE_STATE, else .seedance/ledger.sqlite).",
+)
 MAX_USD_OPTION = click.option(
-    "--max-usd", type=click.FloatRange(min=0), default=None,
-    help="Budget for this campaign in USD (overrides budget.max_usd).",
+    "--max-usd", type=_Usd(), default=None, help="Budget for this campaign in USD (overrides budget.max_usd).",
 )
 RETRY_FAILED_OPTION = click.option("--retry-failed", is_flag=True, help="Submit failed jobs again.")
 RESUBMIT_UNKNOWN_OPTION = click.option(
     "--resubmit-unknown", is_flag=True,
     help="Submit again jobs whose submit got no answer (they may have been billed).",
 )
+REPORT_DIR_OPTION = click.option(
+    "--report-dir", default=None, metavar="DIR", help="Where to write the reports (default reports/<campaign>).",
+)
+
+
+# --- manifest, plan, prices, schema --------------------------------------------------------
 
 
 @cli.command()
-@click.argument("manifest", type=click.Path(dir_okay=False))
+@MANIFEST_ARGUMENT
+@PRICES_OPTION
+def validate(manifest: Path, prices: str | None) -> int:
+    """Check a manifest (schema, matrix, templates, model rules); spend nothing."""
+    loaded = load_manifest(manifest)
+    priced = price_jobs(expand(loaded), load_catalog(prices))
+    shots = len({p.job.shot for p in priced})
+    click.echo(f"{manifest}: ok: campaign {loaded.name!r}, {len(priced)} job(s) from {shots} shot(s)")
+    return EXIT_OK
+
+
+@cli.command()
+@MANIFEST_ARGUMENT
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
 @click.option("--report", "write_report", is_flag=True,
               help="Also write the plan's reports (reports/<campaign>/), over budget too.")
@@ -67,55 +107,29 @@ RESUBMIT_UNKNOWN_OPTION = click.option(
 @RESUBMIT_UNKNOWN_OPTION
 @STATE_OPTION
 @PRICES_OPTION
-def plan(manifest: str, as_json: bool, max_usd: float | None, retry_failed: bool, resubmit_unknown: bool,
-         state: str | None, prices: str | None, write_report: bool = False) -> int:
+def plan(manifest: Path, as_json: bool, write_report: bool, state: str | None, **flags: Any) -> int:
     """Show what a run would render and what it would cost; spend nothing.
 
     Compares the manifest with the ledger: new, changed, in-flight, done, failed,
     unknown. Exit 3 when the run would spend past the budget.
     """
-    from .ledger import Ledger, default_path
-
-    path = default_path(state)
-    budget = None if max_usd is None else Decimal(str(max_usd))
-    flags = {"prices": prices, "max_usd": budget, "retry_failed": retry_failed, "resubmit_unknown": resubmit_unknown}
-    if path.exists():  # a dry run creates no ledger
-        with Ledger.open(path) as ledger:
-            loaded, the_plan = load_plan(Path(manifest), ledger, **flags)
-    else:
-        loaded, the_plan = load_plan(Path(manifest), None, **flags)
+    view = view_campaign(manifest, state, **flags)
     if as_json:
         stdout = click.get_binary_stream("stdout")
-        stdout.write(plan_json(the_plan) + b"\n")
+        stdout.write(plan_json(view.plan) + b"\n")
         stdout.flush()
     else:
-        console = Console()
-        console.print(display.plan_table(the_plan))
-        console.print(display.plan_summary(the_plan), highlight=False)
+        console = _console()
+        console.print(display.plan_table(view.plan))
+        console.print(display.plan_summary(view.plan), highlight=False)
     if write_report:  # before the budget check: an over-budget plan is worth a report too
         from .report import default_report_dir, report_line, write_reports
 
-        paths = write_reports(the_plan, (), out_dir=default_report_dir(the_plan.campaign),
-                              output_dir=Path(loaded.output_dir), manifest_path=loaded.path,
-                              manifest_sha256=loaded.sha256)
+        paths = write_reports(view.plan, (), out_dir=default_report_dir(view.plan.campaign),
+                              output_dir=Path(view.manifest.output_dir), manifest_path=view.manifest.path,
+                              manifest_sha256=view.manifest.sha256)
         click.echo(report_line(paths), err=as_json)  # --json keeps stdout one JSON object
-    check_budget(the_plan)
-    return EXIT_OK
-
-
-@cli.command()
-@click.argument("manifest", type=click.Path(dir_okay=False))
-@PRICES_OPTION
-def validate(manifest: str, prices: str | None) -> int:
-    """Check a manifest (schema, matrix, templates, model rules); spend nothing."""
-    from .expand import expand
-    from .manifest import load_manifest
-    from .models import price_jobs
-
-    loaded = load_manifest(manifest)
-    priced = price_jobs(expand(loaded), load_catalog(prices))
-    shots = len({p.job.shot for p in priced})
-    click.echo(f"{manifest}: ok: campaign {loaded.name!r}, {len(priced)} job(s) from {shots} shot(s)")
+    check_budget(view.plan)
     return EXIT_OK
 
 
@@ -132,11 +146,11 @@ def schema() -> int:
 @PRICES_OPTION
 def prices(prices: str | None) -> int:
     """Print the price table in force, with its snapshot date."""
-    Console().print(display.prices_table(load_catalog(prices)))
+    _console().print(display.prices_table(load_catalog(prices)))
     return EXIT_OK
 
 
-# --- commands: simulate --------------------------------------------------------------------
+# --- simulate --------------------------------------------------------------------------------
 
 
 @cli.command()
@@ -160,7 +174,7 @@ def prices(prices: str | None) -> int:
                    "delay_seconds; shape=nested|flat.")
 @PRICES_OPTION
 def simulate(host: str, port: int, seed: int, fault_pairs: tuple[str, ...], webhook_pairs: tuple[str, ...],
-             prices: str | None, **knobs: object) -> int:
+             prices: str | None, **knobs: Any) -> int:
     """Run the local APIDot simulator in the foreground (Ctrl-C stops it). Free: nothing is billed."""
     from .simulator import Faults, SimulatorConfig, WebhookFaults, serve_until_signal
     from .simulator.config import parse_knobs
@@ -168,7 +182,7 @@ def simulate(host: str, port: int, seed: int, fault_pairs: tuple[str, ...], webh
     config = SimulatorConfig(
         faults=Faults(seed=seed, **parse_knobs(fault_pairs, Faults, flag="--fault")),  # type: ignore[arg-type]
         webhooks=WebhookFaults(**parse_knobs(webhook_pairs, WebhookFaults, flag="--webhook")),  # type: ignore[arg-type]
-        prices=prices, **knobs,  # type: ignore[arg-type]
+        prices=prices, **knobs,
     )
     serve_until_signal(config, host=host, port=port, announce=_announce_simulator)
     click.echo("simulator stopped")
@@ -182,54 +196,52 @@ def _announce_simulator(url: str) -> None:
     sys.stdout.flush()
 
 
-# --- commands: run, status -----------------------------------------------------------------
+# --- run, status, report ---------------------------------------------------------------------
+
 
 @cli.command()
-@click.argument("manifest", type=click.Path(dir_okay=False))
+@MANIFEST_ARGUMENT
 @click.option("--simulate", is_flag=True, help="Render against the local simulator: free, no key, 50x faster.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before spending above run.confirm_above_usd.")
-@click.option("--retry-failed", is_flag=True, help="Submit failed jobs again.")
-@click.option("--resubmit-unknown", is_flag=True,
-              help="Submit again jobs whose submit got no answer (they may have been billed).")
-@click.option("--max-usd", type=click.FloatRange(min=0), default=None, help="Budget for this campaign (overrides budget.max_usd).")
+@RETRY_FAILED_OPTION
+@RESUBMIT_UNKNOWN_OPTION
+@MAX_USD_OPTION
 @click.option("--submits-per-minute", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--status-per-minute", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--max-in-flight", type=click.IntRange(min=1), default=None)
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None)
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds per job before timed_out.")
-@click.option("--report-dir", default=None, metavar="DIR", help="Where to write the reports (default reports/<campaign>).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds per job before timed_out.")
+@REPORT_DIR_OPTION
 @click.option("--time-scale", type=float, default=None, metavar="FACTOR",
               help="The service's clock runs this much faster (a simulator started with --time-scale); "
                    "scales rate limits, timeouts and polling. Default 1, or 0.02 with --simulate.")
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help="Where the webhook receiver listens when run.callback_url is set (default 127.0.0.1:8787).")
 @STATE_OPTION
-@click.option("--prices", default=None, type=click.Path(dir_okay=False), help="Your own model/price file.")
-def run(manifest: str, simulate: bool, yes: bool, retry_failed: bool, resubmit_unknown: bool, max_usd: float | None,
-        state: str | None, prices: str | None, report_dir: str | None, time_scale: float | None,
-        listen: str | None, **overrides: object) -> int:
+@PRICES_OPTION
+def run(manifest: Path, simulate: bool, yes: bool, retry_failed: bool, resubmit_unknown: bool,
+        max_usd: Decimal | None, state: str | None, prices: str | None, report_dir: str | None,
+        time_scale: float | None, listen: str | None, **overrides: Any) -> int:
     """Render a campaign: submit, track, download, report. Resumable: run it again."""
-    from decimal import Decimal
-    from pathlib import Path
-
     from . import launch
-    from .errors import BudgetExceeded, Interrupted
     from .progress import choose_progress
 
     options = launch.RunOptions(
-        manifest=Path(manifest), state=state, prices=prices, simulate=simulate, yes=yes, retry_failed=retry_failed,
-        resubmit_unknown=resubmit_unknown, max_usd=None if max_usd is None else Decimal(str(max_usd)),
-        report_dir=report_dir, time_scale=time_scale, listen=listen, overrides=overrides,
+        manifest=manifest, state=state, prices=prices, simulate=simulate, yes=yes, retry_failed=retry_failed,
+        resubmit_unknown=resubmit_unknown, max_usd=max_usd, report_dir=report_dir, time_scale=time_scale,
+        listen=listen, overrides=overrides,
     )
     outcome = launch.run_manifest(options, confirm=_confirm_spend, progress=choose_progress())
     for rec in outcome.recovered:
-        click.echo(f"{rec.label}: a crashed run left its submit unanswered; now unknown (see --resubmit-unknown)", err=True)
+        click.echo(f"{rec.label}: a crashed run left its submit unanswered; now unknown (see --resubmit-unknown)",
+                   err=True)
     result = outcome.result
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts().items())) or "nothing to do"
     click.echo(f"{outcome.plan.campaign}: {counts}; submitted {result.submitted} this run; "
                f"spent ${Decimal(result.stats['spent_usd']):.2f} in total")
     if outcome.reports is not None:
-        click.echo(f"reports: {getattr(outcome.reports, 'folder', outcome.reports)}")
+        click.echo(f"reports: {outcome.reports.folder}")
     if result.interrupted:
         raise Interrupted("interrupted: the ledger is saved; run the same command again to resume")
     if result.error is not None:
@@ -240,94 +252,72 @@ def run(manifest: str, simulate: bool, yes: bool, retry_failed: bool, resubmit_u
     return result.exit_code
 
 
-def _confirm_spend(plan: object, threshold: object) -> bool:
+def _confirm_spend(plan: Any, threshold: Decimal) -> bool:
     """Ask on a terminal before a run spends more than ``threshold``; elsewhere, go ahead."""
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         return True
-    return click.confirm(f"This run will spend up to ${plan.usd:.2f} (over ${threshold:.2f}). Go ahead?",  # type: ignore[attr-defined]
+    return click.confirm(f"This run will spend up to ${plan.usd:.2f} (over ${threshold:.2f}). Go ahead?",
                          default=False, err=True)
 
 
 @cli.command()
-@click.argument("manifest", type=click.Path(dir_okay=False))
+@MANIFEST_ARGUMENT
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @STATE_OPTION
-@click.option("--prices", default=None, type=click.Path(dir_okay=False), help="Your own model/price file.")
-def status(manifest: str, as_json: bool, state: str | None, prices: str | None) -> int:
+@PRICES_OPTION
+def status(manifest: Path, as_json: bool, state: str | None, prices: str | None) -> int:
     """Show the ledger's view of a campaign: each job's state, task id, cost and file."""
-    import json
-    from pathlib import Path
-
-    from rich.table import Table
-
-    from . import launch
-    from .ledger import Ledger, default_path
-
-    path = default_path(state)
-    exists = path.exists()  # status never creates a ledger
-    with Ledger.open(path if exists else ":memory:") as ledger:
-        recovered = ledger.recover() if exists else []
-        loaded, plan = load_plan(Path(manifest), ledger, prices=prices)
-    rows = launch.status_rows(plan, Path(loaded.output_dir))
-    totals: dict[str, object] = {}
+    view = view_campaign(manifest, state, recover=True, prices=prices)
+    rows = display.status_rows(view.plan, Path(view.manifest.output_dir))
+    totals: dict[str, int] = {}
     for row in rows:
-        totals[row["state"]] = int(totals.get(row["state"], 0)) + 1  # type: ignore[arg-type]
-    summary = {"campaign": plan.campaign, "ledger": str(path), "jobs": rows, "totals": totals,
-               "spent_usd": str(plan.spent_usd), "recovered": [r.label for r in recovered]}
+        totals[row["state"]] = totals.get(row["state"], 0) + 1
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps({
+            "campaign": view.plan.campaign, "ledger": str(view.ledger_path), "jobs": rows, "totals": totals,
+            "spent_usd": str(view.plan.spent_usd), "recovered": [r.label for r in view.recovered],
+        }, indent=2, ensure_ascii=False))
         return EXIT_OK
-    table = Table("label", "state", "task id", "cost", "file", title=f"{plan.campaign} ({path})")
-    for row in rows:
-        table.add_row(row["label"], row["state"], row["task_id"] or "", f"${row['cost_usd']}", row["file"] or "")
-    Console().print(table)
-    click.echo(", ".join(f"{n} {s}" for s, n in totals.items()) + f"; spent ${plan.spent_usd:.2f}")
+    _console().print(display.status_table(view.plan.campaign, view.ledger_path, rows))
+    click.echo(", ".join(f"{n} {s}" for s, n in totals.items()) + f"; spent ${view.plan.spent_usd:.2f}")
     return EXIT_OK
 
 
-# --- commands: report ----------------------------------------------------------------------
-
-
 @cli.command()
-@click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("--report-dir", "out_dir", default=None, metavar="DIR",
-              help="Where to write the reports (default reports/<campaign>).")
+@MANIFEST_ARGUMENT
+@REPORT_DIR_OPTION
 @STATE_OPTION
-@click.option("--prices", default=None, type=click.Path(dir_okay=False), help="Your own model/price file.")
-def report(manifest: str, out_dir: str | None, state: str | None, prices: str | None) -> int:
+@PRICES_OPTION
+def report(manifest: Path, report_dir: str | None, state: str | None, prices: str | None) -> int:
     """Rebuild the reports from the ledger: any time, also mid-run or after a crash.
 
     Writes report.html, report.csv, report.json, junit.xml and summary.md. Only reads
     the ledger (a crashed submit is reported as it stands; the next run recovers it).
     """
-    from pathlib import Path
-
-    from . import launch
-    from .ledger import Ledger, default_path
     from .report import default_report_dir, report_line, write_reports
 
-    path = default_path(state)
-    if path.exists():  # reading a campaign never creates a ledger
-        with Ledger.open(path) as ledger:
-            loaded, plan = load_plan(Path(manifest), ledger, prices=prices)
-            records = ledger.records(plan.campaign)
-    else:
-        loaded, plan = load_plan(Path(manifest), None, prices=prices)
-        records = []
-    paths = write_reports(plan, records, out_dir=Path(out_dir) if out_dir else default_report_dir(plan.campaign),
-                          output_dir=Path(loaded.output_dir), manifest_path=loaded.path,
-                          manifest_sha256=loaded.sha256)
+    view = view_campaign(manifest, state, prices=prices)
+    out_dir = Path(report_dir) if report_dir else default_report_dir(view.plan.campaign)
+    paths = write_reports(view.plan, view.records, out_dir=out_dir, output_dir=Path(view.manifest.output_dir),
+                          manifest_path=view.manifest.path, manifest_sha256=view.manifest.sha256)
     click.echo(report_line(paths))
     return EXIT_OK
 
 
+def _console() -> Console:
+    # Piped output (CI logs, `| less`) gets room for the tables instead of rich's 80 columns.
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``seedance-batch`` console script."""
+    """Entry point of the ``seedance-batch`` console script: exit code of the command."""
     try:
-        code = cli.main(args=list(argv) if argv is not None else None, prog_name="seedance-batch", standalone_mode=False)
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="seedance-batch",
+                        standalone_mode=False)
     except SeedanceError as error:
-        for line in error.lines():
-            click.echo(line if error.location or len(error.lines()) > 1 else f"error: {line}", err=True)
+        lines = error.lines()
+        for line in lines:
+            click.echo(line if error.location or len(lines) > 1 else f"error: {line}", err=True)
         return error.exit_code
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)

@@ -7,10 +7,13 @@ from decimal import Decimal
 
 from rich.table import Table
 
+from pathlib import Path
+from typing import Any
+
 from .models import Catalog
 from .plan import Change, Plan
 
-__all__ = ["plan_summary", "plan_table", "prices_table"]
+__all__ = ["plan_summary", "plan_table", "prices_table", "status_rows", "status_table"]
 
 
 def _usd(value: Decimal) -> str:
@@ -90,4 +93,30 @@ def prices_table(catalog: Catalog) -> Table:
                     rules.id, resolution, "yes" if video_input else "no", str(rate.credits_per_second),
                     f"{(catalog.credit_usd * rate.credits_per_second).normalize():f}", f"{rate.fal_usd_per_second:g}",
                 )
+    return table
+
+
+def status_rows(plan: Plan, output_dir: Path) -> list[dict[str, Any]]:
+    """The ledger's view of each job of the manifest (``status`` and ``status --json``)."""
+    rows = []
+    for planned in plan.jobs:
+        rec = planned.record if planned.record and planned.record.key == planned.priced.job.key else None
+        rows.append({
+            "label": planned.label,
+            "state": rec.state.value if rec else planned.change.value,
+            "task_id": rec.task_id if rec else None,
+            "cost_usd": str(rec.cost_usd if rec else planned.priced.cost.usd),
+            "file": str(output_dir / rec.output_path) if rec and rec.sha256 and rec.output_path else None,
+            "error": rec.error_message if rec else None,
+        })
+    return rows
+
+
+def status_table(campaign: str, ledger: Path, rows: list[dict[str, Any]]) -> Table:
+    """One line per job: label, state, task id, cost, file (or why it failed)."""
+    table = Table("label", "state", "task id", "cost", "file or error", title=f"{campaign} ({ledger})",
+                  title_justify="left")
+    for row in rows:
+        table.add_row(row["label"], row["state"], row["task_id"] or "", f"${row['cost_usd']}",
+                      row["file"] or row["error"] or "")
     return table

@@ -24,11 +24,13 @@ from .client import DEFAULT_BASE_URL, ApiClient
 from .engine import RunResult, RunSettings, execute
 from .errors import Interrupted, UsageError
 from .ledger import JobRecord, Ledger, default_path
+from .manifest import Manifest
 from .plan import Plan, check_budget, load_plan
 from .progress import Progress
+from .report import ReportPaths, default_report_dir, write_reports
 from .webhooks import EventRelay, run_receiver
 
-__all__ = ["RunOptions", "RunOutcome", "credentials", "run_manifest", "status_rows"]
+__all__ = ["RunOptions", "RunOutcome", "credentials", "run_manifest"]
 
 KEY_ENV = "APIDOT_API_KEY"
 URL_ENV = "APIDOT_BASE_URL"
@@ -66,7 +68,7 @@ class RunOutcome:
     plan: Plan
     result: RunResult
     recovered: list[JobRecord]
-    reports: Any = None
+    reports: ReportPaths | None = None
 
 
 def credentials(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> tuple[str, str]:
@@ -157,30 +159,9 @@ def _service(api: tuple[str, str] | None, options: RunOptions) -> Iterator[tuple
         yield sim.base_url, SIM_KEY
 
 
-def _write_reports(plan: Plan, result: RunResult, manifest: Any, options: RunOptions, settings: RunSettings,
-                   started: datetime, key: str) -> Any:
-    # --- call site: seedance_batch.report.write_reports (the report stage) ---
-    try:
-        from .report import write_reports
-    except ImportError:  # the report stage is optional at this layer
-        return None
-    out_dir = Path(options.report_dir) if options.report_dir else Path("reports") / plan.campaign
+def _write_reports(plan: Plan, result: RunResult, manifest: Manifest, options: RunOptions, settings: RunSettings,
+                   started: datetime, key: str) -> ReportPaths:
+    out_dir = Path(options.report_dir) if options.report_dir else default_report_dir(plan.campaign)
     return write_reports(plan, result.records, out_dir=out_dir, output_dir=settings.output_dir,
                          manifest_path=manifest.path, manifest_sha256=manifest.sha256, started_at=started,
                          finished_at=datetime.now(timezone.utc), secrets=(key,))
-
-
-def status_rows(plan: Plan, output_dir: Path = Path("renders")) -> list[dict[str, Any]]:
-    """The ledger's view of each job of the manifest (what ``status`` prints)."""
-    rows = []
-    for planned in plan.jobs:
-        rec = planned.record if planned.record and planned.record.key == planned.priced.job.key else None
-        rows.append({
-            "label": planned.label,
-            "state": rec.state.value if rec else planned.change.value,
-            "task_id": rec.task_id if rec else None,
-            "cost_usd": str(rec.cost_usd if rec else planned.priced.cost.usd),
-            "file": str(output_dir / rec.output_path) if rec and rec.sha256 and rec.output_path else None,
-            "error": rec.error_message if rec else None,
-        })
-    return rows

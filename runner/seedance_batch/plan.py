@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from .errors import BudgetExceeded
 from .expand import expand
-from .ledger import JobRecord, JobState, Ledger
+from .ledger import JobRecord, JobState, Ledger, default_path
 from .manifest import Manifest, load_manifest
 from .models import Catalog, PricedJob, load_catalog, price_jobs
 
-__all__ = ["Change", "Plan", "PlannedJob", "check_budget", "load_plan", "make_plan", "plan_json", "plan_to_dict"]
+__all__ = ["Change", "Plan", "PlannedJob", "LedgerView", "check_budget", "load_plan", "view_campaign", "make_plan", "plan_json", "plan_to_dict"]
 
 
 class Change(str, Enum):
@@ -227,6 +228,35 @@ def load_plan(
         retry_failed=retry_failed, resubmit_unknown=resubmit_unknown,
     )
     return manifest, plan
+
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    """A manifest planned against its ledger, for the commands that only look."""
+
+    manifest: Manifest
+    plan: Plan
+    records: tuple[JobRecord, ...]  # every ledger row of the campaign, oldest first
+    recovered: tuple[JobRecord, ...]  # crashed submits this look turned into unknown
+    ledger_path: Path
+
+
+def view_campaign(manifest_path: Path, state: str | None, *, recover: bool = False, **flags: Any) -> LedgerView:
+    """Plan ``manifest_path`` against the ledger at ``state`` without running anything.
+
+    A missing ledger is read as empty and not created. ``recover`` turns crashed
+    submits into ``unknown`` first (skipped while a run holds the ledger).
+    """
+    path = default_path(state)
+    if not path.exists():
+        manifest, plan = load_plan(manifest_path, None, **flags)
+        return LedgerView(manifest, plan, (), (), path)
+    with Ledger.open(path) as ledger:
+        recovered = tuple(ledger.recover()) if recover else ()
+        manifest, plan = load_plan(manifest_path, ledger, **flags)
+        records = tuple(ledger.records(plan.campaign))
+    return LedgerView(manifest, plan, records, recovered, path)
 
 
 @contextmanager
