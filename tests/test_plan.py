@@ -114,3 +114,32 @@ def test_counts_cover_every_change() -> None:
     a, b = job("a"), job("b")
     counts = plan_of([a, b], [record(a, JobState.DONE)]).counts()
     assert counts == {"new": 1, "changed": 0, "in-flight": 0, "done": 1, "failed": 0, "unknown": 0}
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 1000])
+def test_streamed_plan_json_is_exactly_plan_to_dict(chunk: int) -> None:
+    import io
+    import json
+
+    from seedance_batch.plan import plan_to_dict, write_plan_json
+
+    a, b, c = job("a"), job("b"), job("c", duration=8)
+    plan = plan_of([a, b, c], [record(a, JobState.DONE)], budget=Decimal("9.5"))
+    out = io.BytesIO()
+    write_plan_json(plan, out, chunk=chunk)
+    assert out.getvalue().endswith(b"}\n")
+    streamed = json.loads(out.getvalue())
+    assert streamed == json.loads(json.dumps(plan_to_dict(plan), default=float))
+    assert [j["change"] for j in streamed["jobs"]] == ["done", "new", "new"]
+    assert (streamed["total_credits"], streamed["budget_usd"], streamed["within_budget"]) == (40 * 13, 9.5, True)
+
+
+def test_streamed_plan_json_of_no_jobs() -> None:
+    import io
+    import json
+
+    from seedance_batch.plan import write_plan_json
+
+    out = io.BytesIO()
+    write_plan_json(plan_of([]), out)
+    assert json.loads(out.getvalue())["jobs"] == []

@@ -24,7 +24,7 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BudgetExceeded, Inter
 from .expand import expand
 from .manifest import load_manifest
 from .models import load_catalog, price_jobs
-from .plan import check_budget, plan_json, view_campaign
+from .plan import check_budget, view_campaign, write_plan_json
 
 __all__ = ["cli", "main"]
 
@@ -116,7 +116,7 @@ def plan(manifest: Path, as_json: bool, write_report: bool, state: str | None, *
     view = view_campaign(manifest, state, **flags)
     if as_json:
         stdout = click.get_binary_stream("stdout")
-        stdout.write(plan_json(view.plan) + b"\n")
+        write_plan_json(view.plan, stdout)
         stdout.flush()
     else:
         console = _console()
