@@ -83,7 +83,7 @@ def test_budget_stops_before_the_job_that_would_cross_it(tmp_path: Path, ledger:
         stats = sim.stats()
     assert stats["submits"]["accepted"] == 3, (stats["submits"], stats["errors"], result.counts())
     assert result.exit_code == EXIT_BUDGET and result.stopped_by_budget
-    assert result.counts() == {"done": 3}
+    assert result.counts() == {"done": 3, "not submitted": 7}
     assert sum(r.cost_usd for r in result.records if r.charged) <= Decimal("1.00")
 
 

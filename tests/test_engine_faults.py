@@ -117,3 +117,24 @@ def test_stuck_tasks_time_out_and_a_later_run_resumes_them(tmp_path: Path, ledge
         assert again.submitted == 0  # tracked again, never paid for twice
         assert sim.stats()["status_calls"] > calls
         assert {r.key for r in again.records if r.state is JobState.TIMED_OUT} == {r.key for r in stuck}
+
+
+def test_an_unreachable_service_leaves_jobs_pending_and_stops_submitting(tmp_path: Path, ledger: Ledger) -> None:
+    import socket
+
+    from seedance_batch.engine import GIVE_UP_STOP
+    from seedance_batch.plan import Change
+
+    with socket.socket() as closed:  # a port nothing listens on: every connect is refused
+        closed.bind(("127.0.0.1", 0))
+        base_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    jobs = make_jobs(8)
+    one_at_a_time = settings(tmp_path, max_attempts=2, max_in_flight=1)
+    result = run_engine(plan_for(jobs, ledger), base_url, ledger, one_at_a_time)
+    # Nothing reached the service: nothing failed, nothing is spent, and the run stopped early.
+    assert states(result) == {"pending": GIVE_UP_STOP, "not submitted": 8 - GIVE_UP_STOP}
+    assert result.exit_code == 1
+    assert all(r.error_class == "transient" for r in result.records)
+    assert [e.kind for e in ledger.events("demo")].count("gave_up") == GIVE_UP_STOP
+    # The next run submits every one of them again, without --retry-failed.
+    assert {p.change for p in plan_for(jobs, ledger).jobs} == {Change.NEW}

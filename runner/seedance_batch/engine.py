@@ -60,6 +60,9 @@ __all__ = ["RunResult", "RunSettings", "execute"]
 DOWNLOAD_CONCURRENCY = 4
 STATUS_CONCURRENCY = 8
 URL_REFRESHES = 3
+# Jobs in a row whose every submit attempt failed (429s, 5xx, unreachable) before the run
+# stops submitting: the service is down or the network is, and grinding on costs time only.
+GIVE_UP_STOP = 3
 
 
 class _StopSubmitting(Exception):
@@ -86,6 +89,7 @@ class Engine:
         self.stopped_by_budget = False
         self.interrupted = False
         self.submitted = 0
+        self.gave_up_in_a_row = 0
         self.status_calls = 0
         self._signalled = 0
         self._by_task: dict[str, Tracked] = {}
@@ -221,9 +225,15 @@ class Engine:
         except _StopSubmitting:
             return None
         except (RateLimited, TransientError) as exc:
-            message = f"gave up after {self.settings.max_attempts} attempt(s): {exc.message}"
-            self.ledger.failed(self.campaign, job.key, exc.error_class, message)
-            self.progress.job(job.label, "failed", message)
+            # No task was created (the service refused or could not be reached): the job
+            # stays pending, with the reason in the ledger, and the next run submits it.
+            message = f"not submitted after {self.settings.max_attempts} attempt(s): {exc.message}"
+            self.ledger.note(self.campaign, job.key, "gave_up", {"error": message})
+            self.progress.job(job.label, "not submitted", f"{message}; the next run tries again")
+            self.gave_up_in_a_row += 1
+            if self.gave_up_in_a_row >= GIVE_UP_STOP:
+                self._stop(f"stopped submitting: {self.gave_up_in_a_row} jobs in a row could not be submitted "
+                           f"({exc.message}); tracking what is in flight; run again later")
         return None
 
     async def _submit_once(self, job: Job, body: Mapping[str, Any], credits: int,
@@ -260,6 +270,7 @@ class Engine:
             self.ledger.unknown(self.campaign, job.key, "the run stopped while this submit was in the air")
             raise
         self.ledger.submitted(self.campaign, job.key, answer.task_id, answer.status)
+        self.gave_up_in_a_row = 0
         self.submit_pacer.succeeded()
         self.submitted += 1
         self.progress.job(job.label, "submitted", answer.task_id)
@@ -428,7 +439,7 @@ async def execute(plan: Plan, settings: RunSettings, *, client: ApiClient, ledge
     keys = {p.priced.job.key for p in plan.jobs}
     records = [r for r in ledger.records(plan.campaign) if r.key in keys]
     return RunResult(
-        records=records, interrupted=engine.interrupted, stopped_by_budget=engine.stopped_by_budget,
+        records=records, planned=len(plan.jobs), interrupted=engine.interrupted, stopped_by_budget=engine.stopped_by_budget,
         error=engine.error, submitted=engine.submitted,
         stats={"status_calls": engine.status_calls, "submit_rate_decreases": engine.submit_pacer.decreases,
                "spent_usd": str(engine.spent)},

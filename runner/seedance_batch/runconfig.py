@@ -76,18 +76,20 @@ class RunResult:
     """How a run ended. ``error`` (account, budget) is what the CLI raises after the report."""
 
     records: list[JobRecord]
+    planned: int = 0  # jobs of the plan; those with no ledger row were never submitted
     interrupted: bool = False
     stopped_by_budget: bool = False
     error: SeedanceError | None = None
     submitted: int = 0
-    unknown_recovered: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
-        """Jobs of the plan per final ledger state."""
+        """Jobs of the plan per final ledger state (``not submitted``: no ledger row)."""
         out: dict[str, int] = {}
         for rec in self.records:
             out[rec.state.value] = out.get(rec.state.value, 0) + 1
+        if self.planned > len(self.records):
+            out["not submitted"] = self.planned - len(self.records)
         return out
 
     @property
@@ -99,7 +101,7 @@ class RunResult:
             return EXIT_ACCOUNT
         if self.stopped_by_budget:
             return EXIT_BUDGET
-        if any(rec.state is not JobState.DONE for rec in self.records):
+        if len(self.records) < self.planned or any(rec.state is not JobState.DONE for rec in self.records):
             return EXIT_FAILED
         return EXIT_OK
 
