@@ -161,3 +161,15 @@ def test_unhashable_parameter_values_are_checked_not_crashed(catalog) -> None:
     odd = make_job(body(image_urls=[{"url": "https://a/1.png"}]), "hero/odd")
     with pytest.raises(ManifestError, match="not an absolute http"):
         price_jobs([odd], catalog)
+
+
+def test_one_mistake_shared_by_many_jobs_is_one_line(catalog) -> None:
+    defaults = Location("m.yaml", 6, 15, "defaults.resolution")
+    jobs = [make_job(body("seedance-2-fast", resolution="1080p", prompt=f"take {i}"), f"hero/{i}", {"resolution": defaults})
+            for i in range(50)]
+    with pytest.raises(ManifestError) as caught:
+        price_jobs(jobs, catalog)
+    assert caught.value.lines() == [
+        "m.yaml:6:15: defaults.resolution (job hero/0): resolution '1080p' is not offered by seedance-2-fast; "
+        "allowed: 480p, 720p; and 49 more job(s)"
+    ]
