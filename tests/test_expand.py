@@ -321,7 +321,7 @@ CONTEXT: dict[str, Any] = {"a": "x", "n": 5, "f": 2.5, "t": True, "none": None, 
 @pytest.mark.parametrize("source", [
     "plain", "plain\n", "{{ a }}-{{ n }}-{{ f }}-{{ t }}-{{ none }}-{{ items }}", "{{ m.k }} {{ m.deep.z }}",
     "{{ m }}", "{{ m.items }}", "{{ a.upper }}", "{{- a -}} {{ n }}", "{{ a|upper }}", "{% if t %}yes{% endif %}",
-    "{ {{ a }} }", "line\n{{ a }}\n",
+    "{ {{ a }} }", "line\n{{ a }}\n", "100% {{ a }} %s %(n)s {{ n }}%%", "{{ m.deep }}{{ items }}", "{# note #}50%",
 ])
 def test_rendering_matches_jinja_exactly(source: str) -> None:
     assert compile_template(source)(CONTEXT) == _JINJA.from_string(source).render(CONTEXT)

@@ -12,6 +12,7 @@ Each distinct template source is compiled once.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 from typing import Any
 
 from jinja2 import StrictUndefined, nodes
@@ -125,27 +126,31 @@ def _compile(source: str) -> Renderer:
 def _fast_path(tree: nodes.Template, jinja: Renderer) -> Renderer | None:
     """A renderer for the common shape "text {{ name }} text {{ name.key }}", or None.
 
-    It gives exactly what Jinja gives (``str`` of each value) when every name is
-    in the context and every ``.key`` reads a key of a plain mapping; in any
-    other case (a missing name, a method, a non-mapping) it hands the call to
-    Jinja itself, so errors and odd cases behave the same.
+    It gives exactly what Jinja gives (``str`` of each value, which is what ``%s``
+    formats) when every name is in the context and every ``.key`` reads a key of a
+    plain mapping; in any other case (a missing name, a method, a non-mapping) it
+    hands the call to Jinja itself, so errors and odd cases behave the same.
     """
-    pieces: list[Any] = []
+    text: list[str] = []
+    getters: list[Callable[[Mapping[str, Any]], Any]] = []
     for output in tree.body:
         if not isinstance(output, nodes.Output):
             return None
         for node in output.nodes:
             if isinstance(node, nodes.TemplateData):
-                pieces.append(node.data)
+                text.append(node.data.replace("%", "%%"))
                 continue
             chain = _lookup_chain(node)
             if chain is None:
                 return None
-            pieces.append(_getter(chain))
+            text.append("%s")
+            getters.append(_getter(chain))
+    # One %-format of a tuple is about twice as fast as joining str() of each piece.
+    form = "".join(text)
 
     def run(context: Mapping[str, Any]) -> str:
         try:
-            return "".join([p if p.__class__ is str else str(p(context)) for p in pieces])
+            return form % tuple([get(context) for get in getters])
         except (KeyError, TypeError):
             return jinja(context)
 
@@ -165,7 +170,10 @@ def _lookup_chain(node: nodes.Node) -> list[str] | None:
 
 
 def _getter(chain: list[str]) -> Callable[[Mapping[str, Any]], Any]:
+    """``context[name]``, then ``[key]`` into plain dicts only (TypeError otherwise)."""
     name, *attrs = chain
+    if not attrs:
+        return itemgetter(name)
 
     def get(context: Mapping[str, Any]) -> Any:
         value = context[name]
