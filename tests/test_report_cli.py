@@ -95,3 +95,24 @@ def test_report_of_a_missing_manifest_is_one_line_and_exit_2(workdir: Path) -> N
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "nope.yaml" in result.stderr
+
+
+def test_report_dir_that_is_a_file_is_one_line_and_exit_2(workdir: Path) -> None:
+    (workdir / "taken").write_text("not a folder", encoding="utf-8")
+    result = cli(workdir, "report", "manifests/ad-localization.yaml", "--report-dir", "taken")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "taken: cannot write the reports there: a file of that name is in the way (a folder is needed); "
+        "pick a folder you can write with --report-dir DIR\n")
+
+
+def test_unwritable_step_summary_is_one_line_and_exit_2(workdir: Path) -> None:
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(workdir / "gone" / "summary.md")}
+    env.pop("SEEDANCE_STATE", None)
+    result = subprocess.run([sys.executable, "-m", "seedance_batch", "report", "manifests/ad-localization.yaml"],
+                            cwd=workdir, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"{workdir / 'gone' / 'summary.md'}: cannot append summary.md to $GITHUB_STEP_SUMMARY: "
+        "no such file or directory; unset it outside GitHub Actions\n")
+    assert (workdir / "reports" / CAMPAIGN / "summary.md").is_file()  # the reports themselves are written

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from ..errors import Location, UsageError
 from ..ledger import JobRecord
 from ..plan import Plan
 from .data import Report, build_report
@@ -30,6 +31,8 @@ __all__ = ["ReportPaths", "default_report_dir", "file_sha256", "report_line", "w
 # Where the API key lives (environment or .env); its value is scrubbed from every report,
 # should a message ever quote it.
 API_KEY_ENV = "APIDOT_API_KEY"
+# GitHub Actions' per-step summary file; summary.md is appended to it when set.
+STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +92,36 @@ def write_reports(
         secrets=(*_api_keys(), *secrets),
     )
     paths = _paths(folder, report)
-    folder.mkdir(parents=True, exist_ok=True)
     summary = report_markdown(report)
-    _replace(paths.html, report_html(report), "utf-8")
-    _replace(paths.csv, report_csv(report), CSV_ENCODING)
-    _replace(paths.json, report_json(report), "utf-8")
-    _replace(paths.junit, report_junit(report), "utf-8")
-    _replace(paths.summary, summary, "utf-8")
-    if step_summary and os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as out:
-            out.write(summary + "\n")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _replace(paths.html, report_html(report), "utf-8")
+        _replace(paths.csv, report_csv(report), CSV_ENCODING)
+        _replace(paths.json, report_json(report), "utf-8")
+        _replace(paths.junit, report_junit(report), "utf-8")
+        _replace(paths.summary, summary, "utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the reports there: {_why(exc)}", location=Location(file=str(folder)),
+                         hint="pick a folder you can write with --report-dir DIR") from None
+    if step_summary and os.environ.get(STEP_SUMMARY_ENV):
+        _append_step_summary(os.environ[STEP_SUMMARY_ENV], summary)
     return paths
+
+
+def _append_step_summary(target: str, summary: str) -> None:
+    try:
+        with open(target, "a", encoding="utf-8") as out:
+            out.write(summary + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot append summary.md to ${STEP_SUMMARY_ENV}: {_why(exc)}",
+                         location=Location(file=target), hint="unset it outside GitHub Actions") from None
+
+
+def _why(exc: OSError) -> str:
+    """An OS error in words, without the path (the location already names it)."""
+    if isinstance(exc, FileExistsError):
+        return "a file of that name is in the way (a folder is needed)"
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 def report_line(paths: ReportPaths) -> str:
