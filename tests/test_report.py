@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -363,3 +364,13 @@ def test_manifest_hash_is_computed_from_the_file_when_not_given(tmp_path: Path,
     camp = campaign()
     paths = write_reports(camp.plan, camp.records, out_dir=Path("r"), step_summary=False)
     assert paths.report.manifest_sha256 == hashlib.sha256(b"campaign: spring\n").hexdigest()
+
+
+def test_a_signed_url_in_the_matrix_is_redacted_in_the_label_too() -> None:
+    signed = "https://cdn.example.com/first.png?token=secret-frame-token"
+    job = replace(make_job("hero", "en-US", "16:9"), label=f"hero/{signed}", combination={"frame": signed})
+    plan = make_plan(price_jobs([job], CATALOG), [], manifest_path=Path("c.yaml"), catalog=CATALOG, budget_usd=None)
+    (row,) = build_report(plan, [], report_dir="r", output_dir="renders", manifest_sha256="",
+                          generated_at=NOON).rows
+    assert row.label == "hero/https://cdn.example.com/first.png?REDACTED"
+    assert row.combination == (("frame", "https://cdn.example.com/first.png?REDACTED"),)

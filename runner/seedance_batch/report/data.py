@@ -203,7 +203,8 @@ def _row(
     rec = record or _NO_RECORD
     done = record is not None and record.state is JobState.DONE
     return ReportRow(
-        label=job.label,
+        # A label is made of combination values, so a signed URL in the matrix is in it too.
+        label=redactor.text(job.label) or "",
         shot=job.shot,
         combination=tuple((str(k), redactor.text(_text(v)) or "") for k, v in job.combination.items()),
         key=job.key,
