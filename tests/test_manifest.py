@@ -118,6 +118,9 @@ def test_merge_keys_work_and_explicit_keys_win() -> None:
     ("a: !!int twelve\n", "'twelve' is not a valid int", 1),
     ("? [1]\n: 2\n", "a mapping key must be a plain value, not a list or mapping", 1),
     ("a: 1\n---\nb: 2\n", "several YAML documents ('---') in one file; a manifest is one document", 2),
+    ("a: 1\nmax_usd: .nan\n", "'.nan' is not a finite number; manifests take finite numbers only", 2),
+    ("a: [-.inf]\n", "'-.inf' is not a finite number; manifests take finite numbers only", 1),
+    ("a: !!float 1e400\n", "'1e400' is not a finite number; manifests take finite numbers only", 1),
 ])
 def test_yaml_problems_are_reported_with_their_line(text: str, message: str, line: int) -> None:
     with pytest.raises(YamlProblem) as excinfo:
@@ -229,6 +232,14 @@ def test_json_and_yaml_lists(tmp_path: Path) -> None:
     assert m.sources[("matrix", "locale")].values == ({"id": "x", "n": 1}, "y")
     m = load_manifest(write(tmp_path, _axis_manifest("{from: b.yml}")))
     assert [loc.line for loc in m.sources[("matrix", "locale")].locations] == [1, 2]
+
+
+@pytest.mark.parametrize("content", ['[1, NaN]', '[{"id": "x", "n": -Infinity}]', '[1e999]'])
+def test_json_values_must_be_finite(tmp_path: Path, content: str) -> None:
+    (tmp_path / "a.json").write_text(content, encoding="utf-8")
+    with pytest.raises(ManifestError) as excinfo:
+        load_manifest(write(tmp_path, _axis_manifest("{from: a.json}")))
+    assert messages(excinfo)[0].endswith(" is not a finite number; give finite numbers only")
 
 
 def test_a_file_shared_by_shots_is_read_once(tmp_path: Path) -> None:

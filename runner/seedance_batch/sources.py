@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -168,8 +169,14 @@ def _check_header(header: list[str] | None, shown: str) -> None:
 
 
 def _parse_json(text: str, shown: str) -> tuple[list[Any], list[Location]]:
+    def finite(number: str) -> float:
+        value = float(number)
+        if not math.isfinite(value):  # as in YAML manifests: NaN and infinities are refused
+            raise ManifestError(f"{number} is not a finite number; give finite numbers only", location=Location(file=shown))
+        return value
+
     try:
-        values = json.loads(text)
+        values = json.loads(text, parse_float=finite, parse_constant=finite)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"malformed JSON: {exc.msg}", location=Location(file=shown, line=exc.lineno, col=exc.colno)) from None
     except RecursionError:

@@ -6,7 +6,9 @@ keys, and expands alias bombs ("billion laughs") without limit. Here the C
 parser's event stream is turned into plain data directly, in one iterative pass:
 
 - scalars resolve by the YAML 1.2 core schema (``true``/``false`` only; no
-  sexagesimal numbers, no timestamps: ``16:9`` stays a string);
+  sexagesimal numbers, no timestamps: ``16:9`` stays a string), except that
+  ``.nan``, ``.inf`` and numbers too large for a float are refused: a budget or
+  threshold of NaN would compare false with everything and silently not apply;
 - nesting deeper than :data:`MAX_DEPTH`, recursive aliases and aliases repeating
   more than :data:`MAX_ALIAS_NODES` nodes in total fail at once, before any
   memory or time is spent on them;
@@ -16,6 +18,7 @@ parser's event stream is turned into plain data directly, in one iterative pass:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -249,7 +252,16 @@ def _apply_merges(done: _Open) -> None:
 
 
 def _resolve(event: Any) -> Any:
-    """A scalar's value under the YAML 1.2 core schema (quoted scalars stay strings)."""
+    """A scalar's value under the YAML 1.2 core schema (quoted scalars stay strings), finite."""
+    value = _typed(event)
+    if value.__class__ is float and not math.isfinite(value):
+        raise YamlProblem(
+            f"{event.value!r} is not a finite number; manifests take finite numbers only", *_line_col(event.start_mark)
+        )
+    return value
+
+
+def _typed(event: Any) -> Any:
     value, tag = event.value, event.tag
     if tag is None:
         return _plain(value) if event.implicit[0] else value
