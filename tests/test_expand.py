@@ -320,7 +320,7 @@ CONTEXT: dict[str, Any] = {"a": "x", "n": 5, "f": 2.5, "t": True, "none": None, 
 
 @pytest.mark.parametrize("source", [
     "plain", "plain\n", "{{ a }}-{{ n }}-{{ f }}-{{ t }}-{{ none }}-{{ items }}", "{{ m.k }} {{ m.deep.z }}",
-    "{{ m }}", "{{ m.items }}", "{{ a.upper }}", "{{- a -}} {{ n }}", "{{ a|upper }}", "{% if t %}yes{% endif %}",
+    "{{ m }}", "{{ m['items'] }}", "{{ a.upper() }}", "{{- a -}} {{ n }}", "{{ a|upper }}", "{% if t %}yes{% endif %}",
     "{ {{ a }} }", "line\n{{ a }}\n", "100% {{ a }} %s %(n)s {{ n }}%%", "{{ m.deep }}{{ items }}", "{# note #}50%",
 ])
 def test_rendering_matches_jinja_exactly(source: str) -> None:
@@ -341,6 +341,14 @@ def test_rendering_matches_jinja_exactly(source: str) -> None:
     ("{% for i in range(10**6) %}{% endfor %}", "template refused by the sandbox: range of 1000000 items; at most 1000"),
     ("{{ 1 / 0 }}", "template error: ZeroDivisionError: division by zero"),
     ("{{ a }", "template syntax error: unexpected '}'"),
+    ("{{ a|nofilter }}", "template syntax error: No filter named 'nofilter'."),
+    # A request must render the same on every run: its hash is the job's key.
+    ("{{ [1, 2]|random }}", "template syntax error: No filter named 'random'."),
+    ("{{ a.upper }}", "template error: this writes a function or method, not a value; "
+                      "call it with (), or read a key named like a method as m['items']"),
+    ("{{ m.items }}", "template error: this writes a function or method, not a value; "
+                      "call it with (), or read a key named like a method as m['items']"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "template error: calls nest too deeply (a macro calling itself?)"),
 ])
 def test_hostile_and_broken_templates(source: str, message: str) -> None:
     with pytest.raises(TemplateProblem) as excinfo:

@@ -6,6 +6,11 @@ string). On top of Jinja's sandbox, refused before anything runs:
 names starting with ``_`` (``''.__class__.__mro__``), ``include``/``import``/
 ``extends`` (there is nothing to load), and, while running, ``**`` and ``*`` that
 would build huge numbers or strings; ``range`` stops at 1000.
+
+A rendered request must be the same on every run, since its hash is the job's
+key (a different key is a new job, paid for again). So the ``random`` filter is
+gone, and writing a function or method (``{{ name.upper }}`` without ``()``),
+whose text holds a memory address, is an error.
 Each distinct template source is compiled once.
 """
 
@@ -15,9 +20,9 @@ from collections.abc import Callable, Mapping
 from operator import itemgetter
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2.runtime import Context
-from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import SecurityError, TemplateError, TemplateRuntimeError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = ["TemplateProblem", "Renderer", "compile_template", "is_template"]
@@ -58,7 +63,15 @@ def _range(*args: int) -> range:
     return result
 
 
-_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+def _finalize(value: Any) -> Any:
+    """Refuse to write a function: its text (``<built-in method ... at 0x7f...>``) differs per run."""
+    if callable(value) and not isinstance(value, Undefined):
+        raise TemplateRuntimeError("this writes a function or method, not a value; call it with (), or read a key named like a method as m['items']")
+    return value
+
+
+_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, finalize=_finalize)
+_ENV.filters.pop("random")  # a different request, so a new job to pay for, on every run
 _ENV.globals.clear()
 _ENV.globals.update(range=_range, dict=dict)
 _GLOBALS = dict(_ENV.globals)
@@ -102,10 +115,10 @@ def _compile(source: str) -> Renderer:
         return lambda context: text
     try:
         tree = _ENV.parse(source)
+        _refuse_unsafe(tree)
+        template = _ENV.from_string(tree)  # also where an unknown filter or test is found
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
-    _refuse_unsafe(tree)
-    template = _ENV.from_string(tree)
     root, blocks, concat = template.root_render_func, template.blocks, _ENV.concat
 
     def jinja(context: Mapping[str, Any]) -> str:
@@ -200,6 +213,10 @@ def _problem(exc: Exception) -> TemplateProblem:
         return TemplateProblem(f"template error: {exc}", line)
     if isinstance(exc, (TypeError, ValueError, ArithmeticError, LookupError)):
         return TemplateProblem(f"template error: {type(exc).__name__}: {exc}", line)
+    if isinstance(exc, RecursionError):
+        return TemplateProblem("template error: calls nest too deeply (a macro calling itself?)", line)
+    if isinstance(exc, MemoryError):
+        return TemplateProblem("template error: the text it builds does not fit in memory", line)
     raise exc
 
 
