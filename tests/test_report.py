@@ -80,6 +80,18 @@ def test_totals_count_states_seconds_and_money() -> None:
     assert totals.budget_usd == Decimal("30") and totals.within_budget
 
 
+@pytest.mark.parametrize(("retry_failed", "resubmit_unknown"), [(False, False), (True, False), (True, True)])
+def test_spent_and_to_render_are_the_plans_own_figures(retry_failed: bool, resubmit_unknown: bool) -> None:
+    camp = campaign()
+    plan = make_plan(price_jobs(list(camp.jobs.values()), CATALOG), camp.records, manifest_path=Path("c.yaml"),
+                     catalog=CATALOG, budget_usd=Decimal("18.50"), retry_failed=retry_failed,
+                     resubmit_unknown=resubmit_unknown)
+    totals = _report(replace(camp, plan=plan)).totals
+    # The failed and the unknown job are paid for again when the plan resubmits them.
+    assert totals.usd_to_render == plan.usd == 8 + retry_failed + resubmit_unknown
+    assert (totals.usd_spent, totals.within_budget) == (plan.spent_usd, plan.within_budget)
+
+
 def test_a_plan_alone_reports_every_job_planned_and_nothing_spent() -> None:
     jobs = [make_job("hero", "en-US", "16:9"), make_job("hero", "fr-FR", "16:9")]
     plan = make_plan(price_jobs(jobs, CATALOG), [], manifest_path=Path("m.yaml"), catalog=CATALOG,

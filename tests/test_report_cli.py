@@ -116,3 +116,46 @@ def test_unwritable_step_summary_is_one_line_and_exit_2(workdir: Path) -> None:
         f"{workdir / 'gone' / 'summary.md'}: cannot append summary.md to $GITHUB_STEP_SUMMARY: "
         "no such file or directory; unset it outside GitHub Actions\n")
     assert (workdir / "reports" / CAMPAIGN / "summary.md").is_file()  # the reports themselves are written
+
+
+TINY = """\
+version: 1
+name: tiny
+defaults: {model: seedance-2-fast, resolution: 480p, duration: 4}
+shots:
+  - id: keep
+    prompt: a cat on a windowsill
+{old}budget: {max_usd: 0.50}
+"""
+OLD_SHOT = "  - id: old\n    prompt: a dog on a porch\n"
+
+
+def _spend_on_a_shot_then_drop_it(tmp_path: Path) -> Path:
+    """A campaign that paid $0.28 for shot "old", whose manifest no longer has it."""
+    manifest = tmp_path / "tiny.yaml"
+    manifest.write_text(TINY.replace("{old}", OLD_SHOT), encoding="utf-8")
+    with Ledger.open(tmp_path / ".seedance" / "ledger.sqlite") as ledger:
+        _, plan = load_plan(manifest, ledger)
+        old = next(p.priced for p in plan.jobs if p.priced.job.shot == "old")
+        job = old.job
+        ledger.begin_submit(campaign=job.campaign, key=job.key, label=job.label, shot=job.shot, request=job.request,
+                            credits=old.cost.credits, cost_usd=old.cost.usd, output_path=job.output_path)
+        ledger.submitted(job.campaign, job.key, "task-old", "not_started")
+    manifest.write_text(TINY.replace("{old}", ""), encoding="utf-8")
+    return manifest
+
+
+def test_plan_report_counts_spending_on_dropped_shots_like_the_budget_check(tmp_path: Path) -> None:
+    _spend_on_a_shot_then_drop_it(tmp_path)
+    result = cli(tmp_path, "plan", "tiny.yaml", "--report")
+    assert result.returncode == 3  # $0.28 spent + $0.28 to render is over $0.50
+    summary = (tmp_path / "reports" / "tiny" / "summary.md").read_text(encoding="utf-8")
+    assert "$0.28 spent + $0.28 to render = $0.56 of $0.50 budget (**OVER budget**)" in summary
+
+
+def test_run_report_counts_spending_on_dropped_shots(tmp_path: Path) -> None:
+    _spend_on_a_shot_then_drop_it(tmp_path)
+    result = cli(tmp_path, "run", "tiny.yaml", "--simulate", "--max-usd", "1")
+    assert result.returncode == 0, result.stderr
+    totals = json.loads((tmp_path / "reports" / "tiny" / "report.json").read_text(encoding="utf-8"))["totals"]
+    assert (totals["usd_spent"], totals["superseded_jobs"], totals["superseded_usd"]) == (0.56, 1, 0.28)

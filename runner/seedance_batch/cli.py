@@ -125,7 +125,7 @@ def plan(manifest: Path, as_json: bool, write_report: bool, state: str | None, *
     if write_report:  # before the budget check: an over-budget plan is worth a report too
         from .report import default_report_dir, report_line, write_reports
 
-        paths = write_reports(view.plan, (), out_dir=default_report_dir(view.plan.campaign),
+        paths = write_reports(view.plan, view.records, out_dir=default_report_dir(view.plan.campaign),
                               output_dir=Path(view.manifest.output_dir), manifest_path=view.manifest.path,
                               manifest_sha256=view.manifest.sha256)
         click.echo(report_line(paths), err=as_json)  # --json keeps stdout one JSON object

@@ -9,7 +9,7 @@ manifest), the in-process simulator for ``--simulate``, and the reports.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -103,7 +103,9 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
         relay = EventRelay()
         with _service(api, options) as (base_url, key), _receiver(ledger, settings, options, relay) as settings:
             result = anyio.run(_execute, plan, settings, base_url, key, ledger, progress, relay)
-        reports = _write_reports(plan, result, manifest, options, settings, started, key)
+        # Every row of the campaign, not just this plan's: spending on jobs no longer in the
+        # manifest counts against the budget, in the report as in the plan.
+        reports = _write_reports(plan, ledger.records(plan.campaign), manifest, options, settings, started, key)
     return RunOutcome(plan, result, recovered, reports)
 
 
@@ -159,9 +161,9 @@ def _service(api: tuple[str, str] | None, options: RunOptions) -> Iterator[tuple
         yield sim.base_url, SIM_KEY
 
 
-def _write_reports(plan: Plan, result: RunResult, manifest: Manifest, options: RunOptions, settings: RunSettings,
-                   started: datetime, key: str) -> ReportPaths:
+def _write_reports(plan: Plan, records: Sequence[JobRecord], manifest: Manifest, options: RunOptions,
+                   settings: RunSettings, started: datetime, key: str) -> ReportPaths:
     out_dir = Path(options.report_dir) if options.report_dir else default_report_dir(plan.campaign)
-    return write_reports(plan, result.records, out_dir=out_dir, output_dir=settings.output_dir,
+    return write_reports(plan, records, out_dir=out_dir, output_dir=settings.output_dir,
                          manifest_path=manifest.path, manifest_sha256=manifest.sha256, started_at=started,
                          finished_at=datetime.now(timezone.utc), secrets=(key,))

@@ -32,8 +32,6 @@ STATES: tuple[str, ...] = (
     JobState.DONE.value, JobState.FINISHED.value, JobState.SUBMITTED.value, JobState.SUBMITTING.value,
     JobState.PENDING.value, PLANNED, JobState.TIMED_OUT.value, JobState.UNKNOWN.value, JobState.FAILED.value,
 )
-# Nothing was (or may have been) charged for a job in these states.
-UNCHARGED_STATES = frozenset({PLANNED, JobState.PENDING.value})
 # States that mean "this render did not succeed": failures in junit.xml and summary.md.
 PROBLEM_STATES = frozenset({JobState.FAILED.value, JobState.UNKNOWN.value, JobState.TIMED_OUT.value})
 
@@ -45,6 +43,7 @@ class ReportRow:
     ``video`` is the downloaded file's path relative to the working directory
     (``<output_dir>/<job.output_path>``); ``href`` the same file as a URL relative
     to the report folder (percent-encoded), set only when the file is there.
+    ``to_render``: a run would still pay for it (see :func:`_still_to_render`).
     """
 
     label: str
@@ -77,6 +76,7 @@ class ReportRow:
     error_message: str | None
     prompt: str
     private: bool
+    to_render: bool
 
     @property
     def problem(self) -> bool:
@@ -91,7 +91,7 @@ class Totals:
     ``usd_planned`` is the list price of every job of the manifest; ``usd_spent``
     what the ledger says was (or may have been) charged for the campaign, jobs no
     longer in the manifest (``superseded``) included; ``usd_to_render`` the price of
-    the jobs nothing was charged for yet (``planned``, ``pending``): spent plus that
+    the jobs a run would still pay for (nothing charged yet, or ``--retry-failed``): spent plus that
     is what the campaign will have cost, and what the budget is checked against.
     ``fal_usd`` is what the comparison provider would charge for the whole campaign.
     """
@@ -235,7 +235,17 @@ def _row(
         error_message=redactor.text(rec.error_message),
         prompt=redactor.prompt(data.get("prompt"), private=job.private),
         private=job.private,
+        to_render=_still_to_render(planned, record),
     )
+
+
+def _still_to_render(planned: PlannedJob, record: JobRecord | None) -> bool:
+    """Nothing charged for it yet, or the plan submits it again (``--retry-failed``,
+    ``--resubmit-unknown``) and its ledger row has not moved since: the plan's own rule,
+    so a report's budget verdict is the one ``plan`` and ``run`` enforce."""
+    if record is None or record.state is JobState.PENDING:
+        return True
+    return planned.submit and record == planned.record
 
 
 # Stands in for a missing record so _row reads one shape; never reported as a state.
@@ -278,7 +288,7 @@ def _totals(rows: list[ReportRow], superseded: list[JobRecord], budget: Decimal 
         credits_spent=sum(row.spent_credits for row in rows) + old_credits,
         usd_planned=sum((row.cost_usd for row in rows), Decimal(0)),
         usd_spent=sum((row.spent_usd for row in rows), Decimal(0)) + old_usd,
-        usd_to_render=sum((row.cost_usd for row in rows if row.state in UNCHARGED_STATES), Decimal(0)),
+        usd_to_render=sum((row.cost_usd for row in rows if row.to_render), Decimal(0)),
         fal_usd=sum((row.fal_usd for row in rows), Decimal(0)),
         budget_usd=budget,
         superseded_jobs=len(superseded),
