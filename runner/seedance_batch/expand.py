@@ -40,6 +40,7 @@ REQUIRED = ("model", "prompt", "resolution", "duration")
 # The resolved parameters templates see by name (prompt and URLs are the templates).
 CONTEXT_PARAMS = ("model", "resolution", "duration", "aspect_ratio", "generate_audio")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_MAX_NAME = 255  # bytes in one file or folder name on common file systems
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +248,16 @@ class _Builder:
         self.problems.add((self.plan.index, name, problem.message), message, where, label)
 
     def output_path(self, label: str, slug: str, key: str, context: dict[str, Any]) -> str | None:
+        """Where the job's video goes below output.dir; None (and a problem) if it cannot be written."""
         if self.filename is None:
+            if len(slug.encode("utf-8")) > _MAX_NAME - len(".mp4"):  # found now, not when the paid video arrives
+                self.problems.add(
+                    (self.plan.index, "long slug"),
+                    f"the job's file name {slug[:40]}...mp4 is longer than {_MAX_NAME} bytes (long matrix values); "
+                    "set output.filename, e.g. '{{ shot.id }}/{{ key }}'",
+                    self.plan.location, label,
+                )
+                return None
             return f"{self.campaign}/{self.plan.id}/{slug}.mp4"
         where = self.filename_at or self.plan.location
         context = {**context, "label": label, "slug": slug, "key": key}
@@ -287,8 +297,8 @@ def safe_output_path(rendered: str) -> tuple[str | None, str]:
     parts = [p for p in text.split("/") if p not in ("", ".")]
     if ".." in parts:
         return None, "contains '..'; it must stay below output.dir"
-    if not parts or any(len(p.encode("utf-8")) > 255 for p in parts):
-        return None, "has a path segment that is empty or longer than 255 bytes"
+    if not parts or any(len(p.encode("utf-8")) > _MAX_NAME for p in parts):
+        return None, f"has a path segment that is empty or longer than {_MAX_NAME} bytes"
     path = "/".join(parts)
     return (path if path.lower().endswith(".mp4") else path + ".mp4"), ""
 
