@@ -188,6 +188,18 @@ def test_the_file_is_a_real_mp4_and_its_url_expires_and_is_refreshed() -> None:
         assert sim.stats()["files_served"] == 2
 
 
+@pytest.mark.parametrize("query", ["expires=%C2%B2&signature=ab", "expires=9&signature=%C3%A9", "expires=-1&signature=ab"])
+def test_a_hand_edited_file_url_is_a_403_not_a_crash(query: str) -> None:
+    clock = Clock()
+    with simulator(clock, time_scale=FAST) as (sim, http):
+        task_id = submit(http).json()["data"]["task_id"]
+        clock.advance(1)
+        assert status(http, task_id)["status"] == "finished"
+        response = httpx.get(f"{sim.base_url}/files/{task_id}/video.mp4?{query}")
+    assert response.status_code == 403
+    assert response.json()["error"]["type"] == "forbidden"
+
+
 @pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe is not installed")
 def test_the_served_video_is_playable_h264_with_aac(tmp_path: Any) -> None:
     with simulator(time_scale=FAST) as (_, http):

@@ -38,6 +38,8 @@ def file_url(base_url: str, secret: bytes, task_id: str, expires: int) -> str:
 
 def signature_ok(secret: bytes, task_id: str, expires: str | None, signature: str | None) -> bool:
     """Whether a file URL's query was signed by this simulator (expiry is checked apart)."""
-    if not expires or not signature or not expires.isdigit():
+    # isdigit() alone lets "²" through to int(), and compare_digest refuses non-ASCII text:
+    # a hand-edited URL must get a 403, never a crash.
+    if not expires or not signature or not (expires.isascii() and expires.isdigit()):
         return False
-    return hmac.compare_digest(_sign(secret, task_id, int(expires)), signature)
+    return hmac.compare_digest(_sign(secret, task_id, int(expires)).encode(), signature.encode())
