@@ -502,6 +502,20 @@ def test_bad_knobs_are_usage_errors() -> None:
     assert parse_knobs(["drop=0.5", "slow-seconds=3"], Faults, flag="--fault") == {"drop": 0.5, "slow_seconds": 3.0}
     with pytest.raises(UsageError, match="--fault 'drop': expected NAME=VALUE"):
         parse_knobs(["drop"], Faults, flag="--fault")
+    with pytest.raises(UsageError, match=r"^faults.slow_seconds must be 0 or more seconds, got -5.0$"):
+        Faults(slow_seconds=-5.0)
+    with pytest.raises(UsageError, match=r"^faults.hang_seconds must be 0 or more seconds, got nan$"):
+        Faults(hang_seconds=float("nan"))
+    with pytest.raises(UsageError, match=r"^webhooks.delay_seconds must be 0 or more seconds, got -3.0$"):
+        WebhookFaults(delay_seconds=-3.0)
+
+
+def test_the_simulate_command_names_the_flag_to_fix_for_an_unknown_host() -> None:
+    result = subprocess.run([sys.executable, "-m", "seedance_batch", "simulate", "--host", "no-such-host.invalid"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot listen on no-such-host.invalid:8750: ")
+    assert result.stderr.endswith("; check --host\n") and len(result.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

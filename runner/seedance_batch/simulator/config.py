@@ -94,6 +94,8 @@ class Faults:
             _check_rate(f"faults.{name}", getattr(self, name))
         _check_total("request fault rates", sum(getattr(self, name) for name in REQUEST_FAULTS))
         _check_total("task_fail + task_stuck", self.task_fail + self.task_stuck)
+        _check_seconds("faults.slow_seconds", self.slow_seconds)
+        _check_seconds("faults.hang_seconds", self.hang_seconds)
         unknown = set(self.on) - ENDPOINTS
         if unknown:
             raise UsageError(f"faults.on: unknown endpoint(s) {', '.join(sorted(unknown))}", hint="use submit, status")
@@ -125,6 +127,7 @@ class WebhookFaults:
     def __post_init__(self) -> None:
         for name in ("duplicate", "delay", "out_of_order"):
             _check_rate(f"webhooks.{name}", getattr(self, name))
+        _check_seconds("webhooks.delay_seconds", self.delay_seconds)
         if self.shape not in ("nested", "flat"):
             raise UsageError(f"webhooks.shape: unknown shape {self.shape!r}", hint="use nested or flat")
 
@@ -193,6 +196,11 @@ def _plain(value: object) -> object:
 def _check_rate(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise UsageError(f"{name} must be a probability from 0 to 1, got {value!r}")
+
+
+def _check_seconds(name: str, value: float) -> None:
+    if not value >= 0:  # also refuses NaN, which every comparison fails
+        raise UsageError(f"{name} must be 0 or more seconds, got {value!r}")
 
 
 def _check_total(what: str, total: float) -> None:

@@ -59,7 +59,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        hint = "pick another --port, or 0 for any free port"
+        hint = "check --host" if isinstance(exc, socket.gaierror) else "pick another --port, or 0 for any free port"
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}", hint=hint) from None
     sock.listen(2048)
     return sock
