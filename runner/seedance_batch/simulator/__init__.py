@@ -17,23 +17,31 @@ simulator's own choices marked *assumption*:
 - Bearer auth: any key starting ``sk-sim`` (or exactly ``api_key``); else 401
   ``authentication_error``.
 - Bodies are checked with ``seedance_batch.models.check_request`` (the planner's
-  rules, from schemas/models.json or ``prices``); a bad ``callback_url`` is also
-  a 400. Error body (*assumption*, every status)::
+  rules, from schemas/models.json or ``prices``). Beyond the contract's table
+  (*assumption*, stricter than the service may be): an unknown ``input`` field,
+  a media URL that is not absolute http(s), and a ``callback_url`` that is not
+  one are each a 400; unknown top-level fields pass. ``Content-Type`` is not
+  checked. Error body (*assumption*, every status)::
 
       {"code": 400, "error": {"type": "invalid_request",
                               "message": "input.duration: duration 3 is out of range; ..."}}
 
 - Credits are charged at submit (``models.price_request``) and not refunded for
   failed tasks (*assumption*); past the balance: 402 ``insufficient_credits``.
-- Rate limits: at most N submits (or status calls) in any 60 service seconds;
-  else 429 ``rate_limited`` with ``Retry-After`` (whole real seconds until a slot
-  frees). ``time_scale`` compresses every service duration (see config.py).
-- Status of an unknown task: 404 ``not_found`` (*assumption*). ``output`` is
-  ``null`` until the task is finished (*assumption*).
-- File URLs expire after ``url_ttl`` service seconds (403 ``url_expired``); status hands out a
-  fresh one each time (the contract's assumption).
+- Rate limits: at most N submits in any 60 service seconds; else 429
+  ``rate_limited``, always with ``Retry-After`` (whole real seconds until a slot
+  frees; the contract says only "if sent"). A limit on status calls is an
+  *assumption* (the contract names only the submission rate), off by default.
+  ``time_scale`` compresses every service duration (see config.py).
+- Task life: ``not_started`` -> ``running`` -> ``finished`` | ``failed``; the
+  ``running`` name is an *assumption* (the contract: "running or similar may
+  appear"). Status of an unknown task: 404 ``not_found`` (*assumption*).
+  ``output`` is ``null`` until the task is finished, and status echoes
+  ``created_time`` (*assumptions*).
+- File URLs expire after ``url_ttl`` service seconds (403 ``url_expired``, *assumption*);
+  status hands out a fresh one each time (the contract's assumption).
 - Webhooks: each terminal state is POSTed once to ``callback_url`` as
-  ``{"data": {"task_id", "status", "files"}}`` (or flat), never retried.
+  ``{"data": {"task_id", "status", "files"}}`` (or flat), never retried (*assumption*).
 
 ``GET /_sim/stats`` (and ``RunningSimulator.stats()``)::
 
