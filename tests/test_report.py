@@ -386,3 +386,11 @@ def test_a_signed_url_in_the_matrix_is_redacted_in_the_label_too() -> None:
                           generated_at=NOON).rows
     assert row.label == "hero/https://cdn.example.com/first.png?REDACTED"
     assert row.combination == (("frame", "https://cdn.example.com/first.png?REDACTED"),)
+
+
+def test_times_read_in_utc_whatever_offset_they_carry() -> None:
+    from seedance_batch.report.fmt import when
+
+    assert when("2026-04-19T12:00:05+02:00") == "2026-04-19 10:00:05 UTC"
+    assert when("2026-04-19T10:00:05") == "2026-04-19 10:00:05 UTC"  # the ledger writes UTC
+    assert when("yesterday") == "yesterday"

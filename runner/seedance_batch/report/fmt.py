@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
+
+from .data import parse_time
 
 __all__ = ["PROBLEM_REASONS", "duration", "span", "state_word", "usd", "when"]
 
@@ -71,9 +73,5 @@ def span(start: str | None, end: str | None) -> str:
 
 
 def _utc(stamp: str | None) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    moment = parse_time(stamp or None)
+    return moment.astimezone(timezone.utc) if moment else None
