@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from report_campaign import SAMPLE_MP4, make_job, make_record  # noqa: E402
-from seedance_batch.ledger import JobState  # noqa: E402
+from seedance_batch.ledger import JobRecord, JobState  # noqa: E402
 from seedance_batch.models import load_catalog, price_jobs  # noqa: E402
-from seedance_batch.plan import make_plan  # noqa: E402
+from seedance_batch.plan import Plan, make_plan  # noqa: E402
 from seedance_batch.report import write_reports  # noqa: E402
 
 RATIOS = ("16:9", "9:16", "1:1", "4:3")
@@ -37,7 +37,7 @@ LONG_PROMPT = ("Slow dolly in on a sunlit kitchen table, steam rising from a cup
                "the tagline in the local language while the camera settles on the product. ") * 3
 
 
-def campaign(folder: Path, jobs: int):
+def campaign(folder: Path, jobs: int) -> tuple[Plan, list[JobRecord]]:
     """10 shots x N locales x 4 ratios; every other job done with its file on disk."""
     locales = [f"l{i:04d}" for i in range(max(1, jobs // (SHOTS * len(RATIOS))))]
     catalog = load_catalog()
@@ -89,6 +89,7 @@ def open_in_chromium(html: Path) -> dict[str, float] | None:
 
 
 def main() -> None:
+    """Write the reports of a made-up campaign, time it, open it; print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--no-browser", action="store_true")

@@ -28,12 +28,14 @@ KEY = {"Authorization": "Bearer sk-sim-bench"}
 
 
 def job(i: int) -> dict[str, object]:
+    """The ``i``-th submit body: valid, and different from every other."""
     return {"model": "seedance-2-fast", "input": {
         "prompt": f"bench shot {i}: a paper boat drifting down a rainy street", "duration": 5 + i % 10,
         "resolution": "480p" if i % 2 else "720p", "aspect_ratio": "16:9", "generate_audio": True}}
 
 
 async def drive(base_url: str, jobs: int, concurrency: int) -> dict[str, object]:
+    """Submits then status calls through httpx: rates and p50/p99 latency."""
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -87,6 +89,7 @@ async def bare_submits(port: int, jobs: int, concurrency: int, offset: int) -> f
 
 
 def main() -> None:
+    """Run both measurements against one in-process simulator; print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)

@@ -48,6 +48,7 @@ class ReportPaths:
     report: Report
 
     def files(self) -> tuple[Path, ...]:
+        """The five report files, in the order the README lists them."""
         return (self.html, self.csv, self.json, self.junit, self.summary)
 
 

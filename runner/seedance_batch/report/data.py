@@ -113,6 +113,7 @@ class Totals:
 
     @property
     def within_budget(self) -> bool:
+        """Spent plus still to render fits the budget (always, without one)."""
         return self.budget_usd is None or self.usd_spent + self.usd_to_render <= self.budget_usd
 
 

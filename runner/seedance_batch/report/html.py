@@ -40,10 +40,12 @@ class Column:
 
     @property
     def title(self) -> str:
+        """The column heading: the combination's values, ``en-US · 9:16``."""
         return " · ".join(value for _, value in self.values) or "all"
 
     @property
     def detail(self) -> str:
+        """The heading's tooltip: each value with its axis, ``locale = en-US, ...``."""
         return ", ".join(f"{axis} = {value}" for axis, value in self.values)
 
 
@@ -69,6 +71,7 @@ class Sheet:
 
     @property
     def title(self) -> str:
+        """The sheet's heading: its axes, ``locale × aspect_ratio``."""
         return " × ".join(self.axes) or "no matrix"
 
 

@@ -61,6 +61,7 @@ class Runtime:
 
     @property
     def sender(self) -> WebhookSender:
+        """The webhook sender, with its HTTP client made on the serving loop at first use."""
         if self._sender is None:
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
             self._sender = WebhookSender(self.state, httpx.AsyncClient(timeout=10.0, limits=limits))
@@ -99,6 +100,7 @@ class Endpoints:
         self.runtime = runtime
 
     async def submit(self, request: Request) -> Response:
+        """``POST /api/generate/submit``; a created task gets its webhook scheduled."""
         raw = await request.body()
         reply, task = self.state.submit(request.headers.get("authorization"), raw)
         if task is not None:
@@ -106,11 +108,13 @@ class Endpoints:
         return await self._answer(request, reply)
 
     async def status(self, request: Request) -> Response:
+        """``GET /api/generate/status/{task_id}``."""
         task_id = request.path_params["task_id"]
         reply = self.state.status(request.headers.get("authorization"), task_id, str(request.base_url))
         return await self._answer(request, reply)
 
     async def video(self, request: Request) -> Response:
+        """``GET /files/{task_id}/video.mp4``: the sample MP4, if the URL is signed and fresh."""
         state, task_id = self.state, request.path_params["task_id"]
         now = state.clock()
         task = state.tasks.get(task_id)
@@ -129,9 +133,11 @@ class Endpoints:
         return Response(sample_mp4(), media_type="video/mp4")
 
     async def stats(self, request: Request) -> Response:
+        """``GET /_sim/stats``."""
         return JSONResponse(self.state.stats())
 
     async def index(self, request: Request) -> Response:
+        """``GET /``: what this server is and its routes."""
         return JSONResponse({
             "service": "seedance-batch APIDot simulator",
             "submit": "POST /api/generate/submit",

@@ -103,6 +103,7 @@ class Faults:
 
     @property
     def any_request_fault(self) -> bool:
+        """Whether any request fault is on (else no request pays for a draw)."""
         return any(getattr(self, name) for name in REQUEST_FAULTS)
 
 
