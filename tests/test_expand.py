@@ -348,7 +348,9 @@ def test_rendering_matches_jinja_exactly(source: str) -> None:
                       "call it with (), or read a key named like a method as m['items']"),
     ("{{ m.items }}", "template error: this writes a function or method, not a value; "
                       "call it with (), or read a key named like a method as m['items']"),
-    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "template error: calls nest too deeply (a macro calling itself?)"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "templates cannot define macros; put repeated text in vars"),
+    ("{% for a in range(999) %}{% for b in range(999) %}{{ a }}{% endfor %}{% endfor %}",
+     "loops inside loops (or recursive loops) are not allowed in templates; loop once, or build the list in vars"),
 ])
 def test_hostile_and_broken_templates(source: str, message: str) -> None:
     with pytest.raises(TemplateProblem) as excinfo:

@@ -4,7 +4,8 @@ Templates run in :class:`jinja2.sandbox.SandboxedEnvironment` with
 :class:`~jinja2.StrictUndefined` (a missing variable is an error, never an empty
 string). On top of Jinja's sandbox, refused before anything runs:
 names starting with ``_`` (``''.__class__.__mro__``), ``include``/``import``/
-``extends`` (there is nothing to load), and, while running, ``**`` and ``*`` that
+``extends`` (there is nothing to load), macros and loops inside loops (their
+work multiplies: a template must render in bounded time), and, while running, ``**`` and ``*`` that
 would build huge numbers or strings; ``range`` stops at 1000.
 
 A rendered request must be the same on every run, since its hash is the job's
@@ -214,7 +215,7 @@ def _problem(exc: Exception) -> TemplateProblem:
     if isinstance(exc, (TypeError, ValueError, ArithmeticError, LookupError)):
         return TemplateProblem(f"template error: {type(exc).__name__}: {exc}", line)
     if isinstance(exc, RecursionError):
-        return TemplateProblem("template error: calls nest too deeply (a macro calling itself?)", line)
+        return TemplateProblem("template error: the template nests too deeply", line)
     if isinstance(exc, MemoryError):
         return TemplateProblem("template error: the text it builds does not fit in memory", line)
     raise exc
@@ -224,6 +225,17 @@ def _refuse_unsafe(tree: nodes.Template) -> None:
     for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         kind = type(node).__name__.lower().replace("fromimport", "import")
         raise TemplateProblem(f"templates cannot {kind} other templates; write the text inline", node.lineno)
+    # Loops inside loops (or inside macros called from loops) multiply: three ranges of
+    # 1000 are a billion steps and a hung plan. One level of loop is always bounded.
+    for node in tree.find_all((nodes.Macro, nodes.CallBlock)):
+        raise TemplateProblem("templates cannot define macros; put repeated text in vars", node.lineno)
+    for loop in tree.find_all(nodes.For):
+        inner = next(loop.find_all(nodes.For), None)
+        if inner is not None or loop.recursive:
+            raise TemplateProblem(
+                "loops inside loops (or recursive loops) are not allowed in templates; loop once, "
+                "or build the list in vars", (inner or loop).lineno,
+            )
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
         name = _name_of(node)
         if isinstance(name, str) and name.startswith("_"):
