@@ -52,6 +52,7 @@ __all__ = [
     "ManifestErrors",
     "PriceFileError",
     "RateLimited",
+    "RepeatedProblems",
     "SeedanceError",
     "TransientError",
     "UsageError",
@@ -161,6 +162,35 @@ class ManifestErrors(SeedanceError):
 def _position(error: ManifestError) -> tuple[str, int, int]:
     loc = error.location or Location()
     return (loc.file or "", loc.line or 0, loc.col or 0)
+
+
+class RepeatedProblems:
+    """Per-job problems, each reported once: the first job it showed in, and how many more.
+
+    A mistake in ``defaults`` or in a shot repeats in every job it reaches; the user
+    needs the line to fix once, not a thousand copies of it. ``key`` says which
+    problems are the same one.
+    """
+
+    def __init__(self, more: str = "more job(s)") -> None:
+        self._more = more
+        self._found: dict[object, list[object]] = {}
+
+    def add(self, key: object, message: str, location: Location, label: str) -> None:
+        """Count one job's problem; the first one seen keeps its location and label."""
+        found = self._found.get(key)
+        if found is not None:
+            found[2] += 1  # type: ignore[operator]
+        else:
+            where = Location(location.file, location.line, location.col, location.path, label)
+            self._found[key] = [message, where, 0]
+
+    def errors(self) -> list[ManifestError]:
+        """One error per distinct problem, with ``and N more job(s)`` when it repeats."""
+        return [
+            ManifestError(str(message), location=where, hint=f"and {more} {self._more}" if more else None)  # type: ignore[arg-type]
+            for message, where, more in self._found.values()
+        ]
 
 
 class PriceFileError(SeedanceError):

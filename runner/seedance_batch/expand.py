@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import Location, ManifestError, ManifestErrors
+from .errors import Location, ManifestError, ManifestErrors, RepeatedProblems
 from .matrix import Combination
 from .shotplan import PARAMS, TEMPLATED, ShotPlan, label_part, shot_plans, slug_part
 from .templating import TemplateProblem, compile_template
@@ -99,7 +99,7 @@ def expand(manifest: Manifest) -> list[Job]:
     unsafe output paths, duplicate requests, labels or output files.
     """
     errors: list[ManifestError] = []
-    problems = _Problems()
+    problems = RepeatedProblems("more job(s) of this shot")
     jobs: list[Job] = []
     for plan in shot_plans(manifest, errors):
         builder = _Builder(manifest, plan, problems)
@@ -114,25 +114,6 @@ def expand(manifest: Manifest) -> list[Job]:
     return jobs
 
 
-class _Problems:
-    """Per-job problems, each reported once with how many more jobs share it."""
-
-    def __init__(self) -> None:
-        self.found: dict[tuple[Any, ...], list[Any]] = {}
-
-    def add(self, key: tuple[Any, ...], message: str, location: Location, label: str) -> None:
-        if key in self.found:
-            self.found[key][2] += 1
-        else:
-            self.found[key] = [message, Location(location.file, location.line, location.col, location.path, label), 0]
-
-    def errors(self) -> list[ManifestError]:
-        return [
-            ManifestError(message, location=where, hint=f"and {more} more job(s) of this shot" if more else None)
-            for message, where, more in self.found.values()
-        ]
-
-
 class _Builder:
     """Builds the jobs of one shot; everything per shot is computed once here.
 
@@ -140,7 +121,7 @@ class _Builder:
     combination does not touch are the shot's own, shared objects.
     """
 
-    def __init__(self, manifest: Manifest, plan: ShotPlan, problems: _Problems) -> None:
+    def __init__(self, manifest: Manifest, plan: ShotPlan, problems: RepeatedProblems) -> None:
         self.manifest, self.plan, self.problems = manifest, plan, problems
         self.campaign = manifest.name
         self.axis_names = [axis.name for axis in plan.axes]

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import jsonschema
 
 from ._data import data_path
-from .errors import Location, ManifestError, ManifestErrors, PriceFileError
+from .errors import Location, ManifestErrors, PriceFileError, RepeatedProblems
 from .expand import Job
 
 __all__ = [
@@ -276,7 +276,7 @@ def price_jobs(jobs: Iterable[Job], catalog: Catalog) -> list[PricedJob]:
     price are worked out once per set (everything but the prompt) and shared.
     """
     priced: list[PricedJob] = []
-    violations = _Violations()
+    violations = RepeatedProblems()
     verdicts: dict[tuple[Any, ...], tuple[list[RuleViolation], Cost | None]] = {}
     for job in jobs:
         request = job.request
@@ -291,7 +291,7 @@ def price_jobs(jobs: Iterable[Job], catalog: Catalog) -> list[PricedJob]:
             problems = [*problems, RuleViolation("input.prompt", "prompt is required and must be non-empty text")]
         if problems:
             for problem in problems:
-                violations.add(job, problem)
+                _add_violation(violations, job, problem)
         else:
             priced.append(PricedJob(job, cost))  # type: ignore[arg-type]
     ManifestErrors.raise_if_any(violations.errors())
@@ -318,29 +318,8 @@ def _verdict(request: Mapping[str, Any], catalog: Catalog) -> tuple[list[RuleVio
     return problems, (None if problems else price_request(request, catalog))
 
 
-class _Violations:
-    """Rule violations, one line per mistake: the first job that shows it, and how many more.
-
-    A wrong resolution in ``defaults`` breaks every job of the campaign; the user
-    needs the line to fix once, not a thousand copies of it.
-    """
-
-    def __init__(self) -> None:
-        self._found: dict[tuple[Any, ...], list[Any]] = {}
-
-    def add(self, job: Job, problem: RuleViolation) -> None:
-        # Point at the line that set the offending field (e.g. a matrix value), not just the shot.
-        name = problem.field.removeprefix("input.").split("[", 1)[0]
-        origin = job.origins.get(name, job.location)
-        key = (problem.message, origin.file, origin.line, origin.col)
-        if key in self._found:
-            self._found[key][1] += 1
-        else:
-            where = Location(file=origin.file, line=origin.line, col=origin.col, path=origin.path, job=job.label)
-            self._found[key] = [where, 0, problem.message]
-
-    def errors(self) -> list[ManifestError]:
-        return [
-            ManifestError(message, location=where, hint=f"and {more} more job(s)" if more else None)
-            for where, more, message in self._found.values()
-        ]
+def _add_violation(violations: RepeatedProblems, job: Job, problem: RuleViolation) -> None:
+    # Point at the line that set the offending field (e.g. a matrix value), not just the shot.
+    name = problem.field.removeprefix("input.").split("[", 1)[0]
+    origin = job.origins.get(name, job.location)
+    violations.add((problem.message, origin.file, origin.line, origin.col), problem.message, origin, job.label)
