@@ -159,3 +159,10 @@ def test_run_report_counts_spending_on_dropped_shots(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     totals = json.loads((tmp_path / "reports" / "tiny" / "report.json").read_text(encoding="utf-8"))["totals"]
     assert (totals["usd_spent"], totals["superseded_jobs"], totals["superseded_usd"]) == (0.56, 1, 0.28)
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line_and_exit_2(workdir: Path) -> None:
+    (workdir / ".env").write_bytes(b"APIDOT_API_KEY=\xff\xfe\n")
+    result = cli(workdir, "report", "manifests/ad-localization.yaml")
+    assert result.returncode == 2
+    assert result.stderr == ".env: cannot read APIDOT_API_KEY from it: it is not UTF-8 text; fix or remove the file\n"

@@ -138,7 +138,13 @@ def report_line(paths: ReportPaths) -> str:
 def _api_keys() -> tuple[str | None, ...]:
     """The API key wherever the CLI may have found it: the environment, or ./.env."""
     dotenv_file = Path(".env")
-    from_file = dotenv_values(dotenv_file).get(API_KEY_ENV) if dotenv_file.is_file() else None
+    try:
+        from_file = dotenv_values(dotenv_file).get(API_KEY_ENV) if dotenv_file.is_file() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        # Without the key there is no scrubbing it: better no report than one that may leak it.
+        why = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else _why(exc)
+        raise UsageError(f"cannot read {API_KEY_ENV} from it: {why}", location=Location(file=".env"),
+                         hint="fix or remove the file") from None
     return (os.environ.get(API_KEY_ENV), from_file)
 
 
@@ -177,7 +183,8 @@ def _downloaded(plan: Plan, output_dir: Path) -> frozenset[str]:
 
 
 def _replace(path: Path, text: str, encoding: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+    # One temporary per process: a `report` run while a run writes its own must not share one.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "w", encoding=encoding, newline="") as out:
         out.write(text)
     os.replace(temporary, path)
