@@ -388,3 +388,23 @@ def test_request_key_is_sha256_of_the_json_module_canonical_form(prompt: str) ->
 def test_request_key_takes_what_orjson_refuses() -> None:
     huge = {"model": "seedance-2", "input": {"prompt": "x", "duration": 10**30}}
     assert len(request_key(huge)) == 64
+
+
+def test_signed_url_axis_values_keep_their_token_out_of_labels_and_file_names(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent("""\
+        version: 1
+        name: frames
+        defaults: {model: seedance-2, resolution: 720p, duration: 5}
+        matrix:
+          frame: ["https://cdn.example.com/a.png?X-Sig=SECRET123", "https://cdn.example.com/b.png#SECRET456"]
+        shots:
+          - id: turn
+            prompt: a turntable
+            image_urls: ["{{ frame }}"]
+        """), encoding="utf-8")
+    jobs = expand(load_manifest(path))
+    assert [job.request["input"]["image_urls"][0] for job in jobs] == [
+        "https://cdn.example.com/a.png?X-Sig=SECRET123", "https://cdn.example.com/b.png#SECRET456"]
+    for job in jobs:
+        assert "SECRET" not in job.label and "SECRET" not in job.output_path

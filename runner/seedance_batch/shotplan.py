@@ -77,7 +77,12 @@ def label_part(value: Any) -> str | None:
         return None
     if isinstance(value, bool) or value is None:
         return "true" if value is True else "false" if value is False else "null"
-    return str(value)
+    text = str(value)
+    if "://" in text and ("?" in text or "#" in text):
+        # A signed media URL as an axis value: its token must not reach labels, file
+        # names, logs or reports (the request itself keeps the whole URL).
+        text = text.split("?", 1)[0].split("#", 1)[0]
+    return text
 
 
 def slug_part(part: str) -> str:
