@@ -138,3 +138,24 @@ def test_an_unreachable_service_leaves_jobs_pending_and_stops_submitting(tmp_pat
     assert [e.kind for e in ledger.events("demo")].count("gave_up") == GIVE_UP_STOP
     # The next run submits every one of them again, without --retry-failed.
     assert {p.change for p in plan_for(jobs, ledger).jobs} == {Change.NEW}
+
+
+def test_a_video_that_cannot_be_written_stops_submitting_and_a_later_run_saves_it(
+        tmp_path: Path, ledger: Ledger) -> None:
+    # output.dir under a plain file: every write fails with an OSError, as on a full disk.
+    from dataclasses import replace
+
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    jobs = make_jobs(5)
+    one_at_a_time = replace(settings(tmp_path, max_in_flight=1), output_dir=tmp_path / "blocker" / "renders")
+    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+        result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, one_at_a_time)
+        # the paid video stays finished (not failed: never paid again), and nothing more is paid for
+        assert states(result) == {"finished": 1, "not submitted": 4}
+        assert result.exit_code == 1
+        [event] = [e for e in ledger.events("demo") if e.kind == "download_failed"]
+        assert event.detail["error"].endswith("Not a directory")
+        (tmp_path / "blocker").unlink()
+        again = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, one_at_a_time)
+        assert states(again) == {"done": 5} and again.submitted == 4
+        assert set(by_body(sim).values()) == {1}

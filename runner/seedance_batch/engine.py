@@ -366,12 +366,25 @@ class Engine:
         try:
             async with self.downloads:
                 got = await self._download_with_refresh(item, target)
+        except OSError as exc:
+            self._cannot_save(item, target, exc)
+            return
         finally:
             self._release(item)
         if got is None:
             return
         self.ledger.downloaded(self.campaign, item.job.key, item.job.output_path, got.size, got.sha256)
         self.progress.job(item.job.label, "done", f"{got.size} bytes")
+
+    def _cannot_save(self, item: Tracked, target: Path, exc: OSError) -> None:
+        """The video could not be written (disk full, read-only folder): the job stays
+        ``finished`` (a later run downloads it without paying again), and no more
+        renders are paid for that could not be saved either."""
+        why = exc.strerror or type(exc).__name__
+        self.ledger.note(self.campaign, item.job.key, "download_failed", {"error": f"cannot write {target}: {why}"})
+        self.progress.job(item.job.label, "failed", f"cannot write {target}: {why}; a later run downloads it")
+        self._stop(f"stopped submitting: cannot write videos under {self.settings.output_dir} ({why}); "
+                   "tracking what is in flight; free space or fix the folder, then run again")
 
     async def _download_with_refresh(self, item: Tracked, target: Path) -> Any:
         for refresh in range(URL_REFRESHES + 1):
