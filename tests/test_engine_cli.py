@@ -108,3 +108,24 @@ def test_simulate_runs_with_no_key_and_a_second_run_does_nothing(project: Path) 
     assert "submitted 0 this run" in second.stdout
     table = cli(project, "status", "m.yaml")
     assert table.returncode == 0 and "5 done; spent $1.40" in table.stdout
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"APIDOT_API_KEY=sk-x\n\nAPIDOT_BASE_URL=\"http://unterminated\n",
+     ".env:3: cannot parse this line (expected NAME=value); fix or remove it"),
+    (b"just some words\n", ".env:1: cannot parse this line (expected NAME=value); fix or remove it"),
+    (b"APIDOT_API_KEY=\xff\xfe\n", ".env: cannot read it: it is not UTF-8 text; fix or remove the file"),
+])
+def test_a_dotenv_with_junk_is_one_line_naming_it(project: Path, content: bytes, message: str) -> None:
+    (project / ".env").write_bytes(content)
+    done = cli(project, "run", "m.yaml")
+    assert (done.returncode, done.stderr.strip()) == (2, message)
+    assert not (project / ".seedance").exists()
+
+
+def test_a_dotenv_is_read_as_python_dotenv_reads_it(tmp_path: Path) -> None:
+    from seedance_batch.launch import credentials
+
+    (tmp_path / ".env").write_text("# keys\nexport APIDOT_API_KEY='sk-quoted'\nAPIDOT_BASE_URL=\n")
+    assert credentials({}, tmp_path) == ("https://api.apidot.ai", "sk-quoted")
+    assert credentials({"APIDOT_API_KEY": "sk-env"}, tmp_path)[1] == "sk-env"

@@ -8,6 +8,7 @@ manifest), the in-process simulator for ``--simulate``, and the reports.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,10 +20,11 @@ from typing import Any
 
 import anyio
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from .client import DEFAULT_BASE_URL, ApiClient
 from .engine import RunResult, RunSettings, execute
-from .errors import Interrupted, UsageError
+from .errors import Interrupted, Location, UsageError
 from .ledger import JobRecord, Ledger, default_path
 from .manifest import Manifest
 from .plan import Plan, check_budget, load_plan
@@ -74,13 +76,36 @@ class RunOutcome:
 def credentials(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> tuple[str, str]:
     """(base URL, API key) from the environment, else a ``.env`` file in the working directory."""
     environ = os.environ if environ is None else environ
-    dotenv_file = (cwd or Path.cwd()) / ".env"
-    from_file = {k: v for k, v in dotenv_values(dotenv_file).items() if v} if dotenv_file.is_file() else {}
+    from_file = _read_dotenv((cwd or Path.cwd()) / ".env")
     key = environ.get(KEY_ENV) or from_file.get(KEY_ENV)
     if not key:
         raise UsageError(f"{KEY_ENV} is not set",
                          hint=f"export {KEY_ENV}=... or put it in a .env file here; or try --simulate (free, local)")
     return environ.get(URL_ENV) or from_file.get(URL_ENV) or DEFAULT_BASE_URL, key
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """The non-empty values of a ``.env`` file ({} when there is none).
+
+    A line python-dotenv cannot parse is an error naming it (dotenv itself would log a
+    warning without the file name and go on, so a mistyped key line read as "not set").
+    """
+    if not path.is_file():
+        return {}
+    where = Location(file=path.name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+        raise UsageError(f"cannot read it: {why}", location=where, hint="fix or remove the file") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            # a statement's text starts with the blank lines before it: count past them
+            source = binding.original.string
+            line = binding.original.line + source[:len(source) - len(source.lstrip())].count("\n")
+            raise UsageError("cannot parse this line (expected NAME=value)",
+                             location=replace(where, line=line), hint="fix or remove it")
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v}
 
 
 def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool] | None,
