@@ -154,3 +154,22 @@ def test_a_missing_key_or_bad_base_url_is_a_usage_error() -> None:
         ApiClient("http://api.test", "")
     with pytest.raises(UsageError, match="must be an http"):
         ApiClient("api.test", KEY)
+
+
+@pytest.mark.parametrize("url", ["http://[::1:80", "http://h:99999", "http://h:abc", "http://:80", "ftp://h"])
+def test_a_base_url_no_request_could_go_to_is_refused_before_the_run(url: str) -> None:
+    from seedance_batch.client import check_credentials
+
+    with pytest.raises(UsageError) as caught:
+        check_credentials(url, KEY)
+    assert caught.value.format() == (f"APIDOT_BASE_URL must be an http(s) URL, got {url!r}; "
+                                     "e.g. https://api.apidot.ai or http://127.0.0.1:8750")
+
+
+@pytest.mark.parametrize("key", ["sk-caf\u00e9-canary", "sk-canary\n", "sk-\x00canary"])
+def test_a_key_no_header_could_carry_is_refused_without_showing_it(key: str) -> None:
+    # it used to be found at the first submit and leave the job 'unknown' (counted as spent)
+    with pytest.raises(UsageError) as caught:
+        ApiClient("http://api.test", key)
+    assert "canary" not in caught.value.format()
+    assert caught.value.message.startswith("APIDOT_API_KEY has characters an HTTP header cannot carry")

@@ -135,6 +135,7 @@ def test_an_unreachable_service_leaves_jobs_pending_and_stops_submitting(tmp_pat
     assert states(result) == {"pending": GIVE_UP_STOP, "not submitted": 8 - GIVE_UP_STOP}
     assert result.exit_code == 1
     assert all(r.error_class == "transient" for r in result.records)
+    assert {r.error_message for r in result.records} == {f"submit: could not reach {base_url} (ConnectError)"}
     assert [e.kind for e in ledger.events("demo")].count("gave_up") == GIVE_UP_STOP
     # The next run submits every one of them again, without --retry-failed.
     assert {p.change for p in plan_for(jobs, ledger).jobs} == {Change.NEW}

@@ -62,6 +62,7 @@ __all__ = [
     "ApiClient",
     "SubmitAnswer",
     "TaskStatus",
+    "check_credentials",
     "error_for_exception",
     "error_for_response",
     "parse_retry_after",
@@ -116,12 +117,11 @@ class ApiClient:
 
     def __init__(self, base_url: str, api_key: str, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(f"APIDOT_BASE_URL must be an http(s) URL, got {base_url!r}")
-        if not api_key:
-            raise UsageError("no API key", hint="set APIDOT_API_KEY in the environment or a .env file")
+        check_credentials(base_url, api_key)
         self.base_url = base_url.rstrip("/")
+        url = httpx.URL(base_url)
+        # where "could not reach" points, without any user:password the URL may carry
+        self._where = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
         self._key = api_key
         self._http = httpx.AsyncClient(timeout=timeout, limits=LIMITS, transport=transport,
                                        follow_redirects=False, trust_env=False)
@@ -154,7 +154,7 @@ class ApiClient:
         try:
             response = await self._http.post(self.base_url + SUBMIT_PATH, json=dict(body), headers=self._auth())
         except httpx.HTTPError as exc:
-            raise error_for_exception("submit", exc) from None
+            raise error_for_exception("submit", exc, self._where) from None
         payload = self._checked("submit", response)
         data = payload.get("data") if isinstance(payload.get("data"), Mapping) else payload
         task_id = data.get("task_id")
@@ -168,7 +168,7 @@ class ApiClient:
         try:
             response = await self._http.get(self.base_url + STATUS_PATH.format(task_id=task_id), headers=self._auth())
         except httpx.HTTPError as exc:
-            raise error_for_exception("status", exc) from None
+            raise error_for_exception("status", exc, self._where) from None
         payload = self._checked("status", response)
         data = payload.get("data") if isinstance(payload.get("data"), Mapping) else payload
         return parse_status(task_id, data)
@@ -183,6 +183,34 @@ class ApiClient:
             error.args = (error.message,)
             raise error
         return json.loads(response.content)
+
+
+def check_credentials(base_url: str, api_key: str) -> None:
+    """Refuse, with a :class:`UsageError`, a base URL or key no request could be sent with.
+
+    Found before the run, not at the first submit, where a bad port or IPv6 address was a
+    traceback and a key httpx cannot put in a header looked like a request that may have
+    been sent (unknown, counted as spent). The key itself is never shown.
+    """
+    _check_base_url(base_url)
+    if not api_key:
+        raise UsageError("no API key", hint="set APIDOT_API_KEY in the environment or a .env file")
+    if not (api_key.isascii() and api_key.isprintable()):
+        raise UsageError("APIDOT_API_KEY has characters an HTTP header cannot carry (non-ASCII or control)",
+                         hint="copy the key again from the APIDot dashboard")
+
+
+def _check_base_url(base_url: str) -> None:
+    try:
+        parts = urlsplit(base_url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+        httpx.URL(base_url)
+    except (ValueError, httpx.InvalidURL):
+        usable = False
+    if not usable:
+        raise UsageError(f"APIDOT_BASE_URL must be an http(s) URL, got {base_url!r}",
+                         hint="e.g. https://api.apidot.ai or http://127.0.0.1:8750")
 
 
 def parse_status(task_id: str, data: Mapping[str, Any]) -> TaskStatus:
@@ -233,14 +261,17 @@ def _by_status(op: str, status: int, headers: Mapping[str, str], detail: str | N
     return InvalidRequest(text, status=status)
 
 
-def error_for_exception(op: str, exc: httpx.HTTPError) -> ApiError:
-    """The error a transport failure means: was the request possibly received?"""
+def error_for_exception(op: str, exc: httpx.HTTPError, where: str = "the service") -> ApiError:
+    """The error a transport failure means: was the request possibly received?
+
+    ``where``: the service as the user named it (APIDOT_BASE_URL), for "could not reach".
+    """
     name = type(exc).__name__
     nothing_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
                                     httpx.UnsupportedProtocol, httpx.ProxyError, httpx.LocalProtocolError,
                                     httpx.InvalidURL, httpx.TooManyRedirects))
     if nothing_sent:
-        return TransientError(f"{op}: could not reach the service ({name})")
+        return TransientError(f"{op}: could not reach {where} ({name})")
     if op == "submit":
         return AmbiguousSubmit(
             f"submit: sent, but no answer came ({name}); the task may exist",

@@ -22,7 +22,7 @@ import anyio
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
-from .client import DEFAULT_BASE_URL, ApiClient
+from .client import DEFAULT_BASE_URL, ApiClient, check_credentials
 from .engine import RunResult, RunSettings, execute
 from .errors import Interrupted, Location, UsageError
 from .ledger import JobRecord, Ledger, default_path
@@ -81,7 +81,9 @@ def credentials(environ: Mapping[str, str] | None = None, cwd: Path | None = Non
     if not key:
         raise UsageError(f"{KEY_ENV} is not set",
                          hint=f"export {KEY_ENV}=... or put it in a .env file here; or try --simulate (free, local)")
-    return environ.get(URL_ENV) or from_file.get(URL_ENV) or DEFAULT_BASE_URL, key
+    base_url = environ.get(URL_ENV) or from_file.get(URL_ENV) or DEFAULT_BASE_URL
+    check_credentials(base_url, key)
+    return base_url, key
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
