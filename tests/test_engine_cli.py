@@ -129,3 +129,19 @@ def test_a_dotenv_is_read_as_python_dotenv_reads_it(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("# keys\nexport APIDOT_API_KEY='sk-quoted'\nAPIDOT_BASE_URL=\n")
     assert credentials({}, tmp_path) == ("https://api.apidot.ai", "sk-quoted")
     assert credentials({"APIDOT_API_KEY": "sk-env"}, tmp_path)[1] == "sk-env"
+
+
+@pytest.mark.parametrize(("listen", "message"), [
+    ("8787", "error: --listen must be HOST:PORT (a port up to 65535), got '8787'"),
+    ("localhost:99999", "error: --listen must be HOST:PORT (a port up to 65535), got 'localhost:99999'"),
+    ("no-such-host.invalid:8787", "error: cannot listen on --listen no-such-host.invalid:8787: "),
+])
+def test_a_bad_listen_is_one_line_and_exit_2_before_anything_is_sent(project: Path, listen: str,
+                                                                     message: str) -> None:
+    (project / "m.yaml").write_text(MANIFEST + "  callback_url: https://hooks.example.com/apidot\n")
+    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+        env = {"APIDOT_BASE_URL": sim.base_url, "APIDOT_API_KEY": "sk-sim-x"}
+        done = cli(project, "run", "m.yaml", "--listen", listen, "--time-scale", str(SCALE), env=env)
+        assert sim.stats()["submits"]["requests"] == 0
+    assert done.returncode == 2
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -114,6 +114,7 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
                  progress: Progress) -> RunOutcome:
     """Plan, confirm, render, download and report one manifest."""
     api = None if options.simulate else credentials()  # a missing key fails before anything else
+    _split_listen(options.listen)  # so does a bad --listen
     with Ledger.open(default_path(options.state)) as ledger:
         ledger.acquire_run_lock()
         recovered = ledger.recover()
@@ -163,7 +164,14 @@ def _receiver(ledger: Ledger, settings: RunSettings, options: RunOptions,
         yield settings
         return
     host, port = ("127.0.0.1", 0) if options.simulate else _split_listen(options.listen)
-    with run_receiver(ledger, host=host, port=port, on_event=relay) as url:
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(run_receiver(ledger, host=host, port=port, on_event=relay))
+        except UsageError as exc:  # its words name the simulator's --host/--port
+            why = exc.message.rsplit(": ", 1)[-1]
+            raise UsageError(f"cannot listen on --listen {host}:{port}: {why}",
+                             hint="pass --listen HOST:PORT with an IPv4 address of this machine and a free port "
+                                  "(default 127.0.0.1:8787)") from None
         if options.simulate:
             settings = replace(settings, callback_url=f"{url}/apidot/callback")
         yield settings
@@ -171,8 +179,8 @@ def _receiver(ledger: Ledger, settings: RunSettings, options: RunOptions,
 
 def _split_listen(listen: str | None) -> tuple[str, int]:
     host, _, port = (listen or DEFAULT_LISTEN).rpartition(":")
-    if not port.isdigit() or not host:
-        raise UsageError(f"--listen must be HOST:PORT, got {listen!r}")
+    if not (port.isascii() and port.isdigit() and int(port) <= 65535) or not host:
+        raise UsageError(f"--listen must be HOST:PORT (a port up to 65535), got {listen!r}")
     return host, int(port)
 
 
