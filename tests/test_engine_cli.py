@@ -145,3 +145,13 @@ def test_a_bad_listen_is_one_line_and_exit_2_before_anything_is_sent(project: Pa
         assert sim.stats()["submits"]["requests"] == 0
     assert done.returncode == 2
     assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_is_paid(project: Path) -> None:
+    (project / "m.yaml").write_text(MANIFEST + "output:\n  dir: blocker/renders\n")
+    (project / "blocker").write_text("a file where a folder should be")
+    done = cli(project, "run", "m.yaml", "--simulate")
+    assert (done.returncode, done.stderr) == (2, (
+        "m.yaml:17:8: output.dir: cannot write videos under blocker/renders: Not a directory; "
+        "make the folder writable or point output.dir elsewhere\n"))
+    assert "submitted" not in done.stdout

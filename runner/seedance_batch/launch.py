@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
@@ -123,6 +124,8 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
         check_budget(plan)
         settings = RunSettings.build(manifest.run, options.overrides, output_dir=Path(manifest.output_dir),
                                      time_scale=_time_scale(options))
+        if plan.to_submit or any(p.record is not None and p.record.state.in_flight for p in plan.jobs):
+            _check_writable(settings.output_dir, manifest)
         threshold = settings.confirm_above_usd if settings.confirm_above_usd is not None else DEFAULT_CONFIRM_USD
         if not (options.simulate or options.yes) and plan.usd > threshold and confirm is not None:
             if not confirm(plan, threshold):
@@ -135,6 +138,18 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
         # manifest counts against the budget, in the report as in the plan.
         reports = _write_reports(plan, ledger.records(plan.campaign), manifest, options, settings, started, key)
     return RunOutcome(plan, result, recovered, reports)
+
+
+def _check_writable(output_dir: Path, manifest: Manifest) -> None:
+    """Refuse a run whose videos could not be saved, before anything is paid for."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write videos under {output_dir}: {exc.strerror or type(exc).__name__}",
+                         location=manifest.locate(("output", "dir")),
+                         hint="make the folder writable or point output.dir elsewhere") from None
 
 
 def _time_scale(options: RunOptions) -> float:
