@@ -167,7 +167,7 @@ class Engine:
     # --- submitting ---------------------------------------------------------------------------
 
     async def _submit_all(self, work: anyio.abc.TaskGroup) -> None:
-        for planned in self.plan.to_submit:
+        for index, planned in enumerate(self.plan.to_submit):  # to_submit is rebuilt on each access
             await self.slots.acquire()
             if self.stop_reason is not None:
                 self.slots.release()
@@ -181,7 +181,7 @@ class Engine:
                            "no more submits")
                 break
             self.reserved += cost
-            if planned is self.plan.to_submit[0]:
+            if index == 0:
                 # The first submit goes alone: a bad key or an empty account shows on
                 # one request, not on a burst of them already in the air.
                 await self._submit_and_track(planned)
