@@ -98,3 +98,32 @@ def test_kill_9_at_several_points_then_resume(tmp_path: Path) -> None:
     renders = tmp_path / "renders"
     assert sorted(p.relative_to(renders).as_posix() for p in renders.rglob("*.mp4")) == sorted(r[3] for r in done)
     assert not list(renders.rglob("*.part"))
+
+
+FULL_DISK = """\
+import resource, signal, sys
+from seedance_batch.cli import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_ledger_that_cannot_be_written_mid_run_is_one_line_and_resumable(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(MANIFEST.format(values=", ".join(f"v{i:02d}" for i in range(JOBS))))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APIDOT_", "SEEDANCE_"))}
+    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+        env.update({"CI": "true", "APIDOT_BASE_URL": sim.base_url, "APIDOT_API_KEY": "sk-sim-full"})
+        full = subprocess.run([sys.executable, "-c", FULL_DISK, "run", "m.yaml", "--time-scale", str(SCALE)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert full.returncode == 2, full.stderr
+        assert "Traceback" not in full.stderr
+        assert full.stderr.splitlines()[-1].startswith(".seedance/ledger.sqlite: cannot write the ledger: ")
+        assert 0 < sim.stats()["submits"]["requests"] < JOBS  # it stopped mid-run
+        again = start_run(tmp_path, sim.base_url)
+        _, err = again.communicate(timeout=120)
+        by_body = sim.stats()["submits"]["by_body"]
+    assert again.returncode in (0, 1), err.decode()
+    assert max(by_body.values()) == 1  # nothing paid twice
+    db = sqlite3.connect(tmp_path / ".seedance" / "ledger.sqlite")
+    assert {state for (state,) in db.execute("SELECT state FROM jobs")} <= {"done", "unknown"}

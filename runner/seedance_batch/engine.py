@@ -19,9 +19,10 @@ at once (a submit in the air becomes ``unknown``). See :class:`RunResult`.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -40,6 +41,7 @@ from .errors import (
     AmbiguousSubmit,
     ApiError,
     InvalidRequest,
+    LedgerError,
     RateLimited,
     SeedanceError,
     TransientError,
@@ -63,6 +65,9 @@ URL_REFRESHES = 3
 # Jobs in a row whose every submit attempt failed (429s, 5xx, unreachable) before the run
 # stops submitting: the service is down or the network is, and grinding on costs time only.
 GIVE_UP_STOP = 3
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 
 class _StopSubmitting(Exception):
@@ -269,7 +274,12 @@ class Engine:
             # Cancelled (Ctrl-C twice) or a bug mid-POST: the request may be out.
             self.ledger.unknown(self.campaign, job.key, "the run stopped while this submit was in the air")
             raise
-        self.ledger.submitted(self.campaign, job.key, answer.task_id, answer.status)
+        try:
+            self.ledger.submitted(self.campaign, job.key, answer.task_id, answer.status)
+        except LedgerError as exc:
+            # The row stays 'submitting' (the next run makes it unknown): the id is shown here, not lost.
+            exc.message = f"{exc.message}; the service created task {answer.task_id} for {job.label}"
+            raise
         self.gave_up_in_a_row = 0
         self.submit_pacer.succeeded()
         self.submitted += 1
@@ -409,6 +419,23 @@ class Engine:
         return None
 
 
+def _user_error(group: BaseExceptionGroup) -> BaseException:
+    """The error to show for a run that one of its tasks ended: a user's error (the ledger
+    cannot be written...) as its one line; anything else (a bug) as it came, traceback and all."""
+    for error in _leaves(group):
+        if isinstance(error, SeedanceError):
+            return error
+    return group
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
+
+
 def _try_acquire(semaphore: anyio.Semaphore) -> bool:
     try:
         semaphore.acquire_nowait()
@@ -445,6 +472,8 @@ async def execute(plan: Plan, settings: RunSettings, *, client: ApiClient, ledge
         events.connect(lambda event: anyio.from_thread.run_sync(engine.on_webhook, event.task_id, token=token))
     try:
         await engine.run(handle_signals=handle_signals)
+    except BaseExceptionGroup as group:
+        raise _user_error(group) from None
     finally:
         if events is not None:
             events.connect(None)

@@ -238,13 +238,27 @@ class Ledger:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # disk full, I/O error, locked past the timeout
+                self._abandon()
+                raise LedgerError(f"cannot write the ledger: {exc}", location=Location(file=str(self.path)),
+                                  hint="free space or fix the file system, then run again "
+                                       "(what was committed is kept)") from None
+
+    def _abandon(self) -> None:
+        """Roll back a transaction a failed statement left open, so the connection stays usable."""
+        if self._db.in_transaction:
+            try:
                 self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            except sqlite3.Error:
+                pass  # the failure being reported matters more
 
     # --- reading ---------------------------------------------------------------------------
 
