@@ -74,9 +74,10 @@ def record_event(ledger: Ledger, event: WebhookEvent) -> bool:
     if rec is None:
         return False
     ledger.note(rec.campaign, rec.key, "webhook", {"status": event.status, "files": len(event.file_urls)})
-    if event.status == "finished" and event.file_urls:
-        ledger.finished(rec.campaign, rec.key, event.file_urls[0], source="webhook")
-    elif event.status not in ("finished", "failed"):
+    # Events are unsigned: a terminal one is a hint that makes the run ask the status
+    # endpoint now. Its file URL is never recorded (a forged one would plant a video),
+    # and a "failed" never fails a job (it would cost a resubmit).
+    if event.status not in ("finished", "failed"):
         ledger.status_seen(rec.campaign, rec.key, event.status)
     return True
 
