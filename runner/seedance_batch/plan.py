@@ -236,16 +236,14 @@ def load_plan(
     """
     manifest = load_manifest(manifest_path)
     catalog = load_catalog(prices)
-    with _gc_paused():
-        priced = price_jobs(expand(manifest), catalog)
     records = ledger.records(manifest.name) if ledger is not None else []
-    plan = make_plan(
-        priced, records, campaign=manifest.name, manifest_path=manifest_path, catalog=catalog,
-        budget_usd=max_usd if max_usd is not None else manifest.budget_usd,
-        retry_failed=retry_failed, resubmit_unknown=resubmit_unknown,
-    )
+    with _gc_paused():
+        plan = make_plan(
+            price_jobs(expand(manifest), catalog), records, campaign=manifest.name, manifest_path=manifest_path,
+            catalog=catalog, budget_usd=max_usd if max_usd is not None else manifest.budget_usd,
+            retry_failed=retry_failed, resubmit_unknown=resubmit_unknown,
+        )
     return manifest, plan
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,16 +276,18 @@ def view_campaign(manifest_path: Path, state: str | None, *, recover: bool = Fal
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a large campaign expands.
+    """Pause the cyclic garbage collector while a large campaign is planned.
 
-    Expansion allocates hundreds of thousands of small objects that all stay
-    alive (the jobs) and form no cycles; the collector would rescan the growing
-    heap every few hundred allocations for nothing (about 10% of plan time).
+    Planning allocates hundreds of thousands of small objects that all stay alive
+    (the jobs) and form no cycles; the collector would rescan the growing heap
+    again and again for nothing (a third of plan time at 100,000 jobs). They live
+    as long as the plan, so afterwards they are frozen out of its scans too.
     """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if was_enabled:
             gc.enable()
