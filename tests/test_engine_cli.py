@@ -155,3 +155,12 @@ def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_is_paid
         "m.yaml:17:8: output.dir: cannot write videos under blocker/renders: Not a directory; "
         "make the folder writable or point output.dir elsewhere\n"))
     assert "submitted" not in done.stdout
+
+
+def test_a_report_dir_that_cannot_be_written_is_refused_before_anything_is_paid(project: Path) -> None:
+    (project / "taken").write_text("a file where the reports should go")
+    done = cli(project, "run", "m.yaml", "--simulate", "--report-dir", "taken")
+    assert (done.returncode, done.stderr) == (2, (
+        "error: cannot write reports under taken: File exists; make it writable or pass another --report-dir\n"))
+    assert "submitted" not in done.stdout
+    assert not list(project.rglob("*.mp4"))

@@ -125,7 +125,10 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
         settings = RunSettings.build(manifest.run, options.overrides, output_dir=Path(manifest.output_dir),
                                      time_scale=_time_scale(options))
         if plan.to_submit or any(p.record is not None and p.record.state.in_flight for p in plan.jobs):
-            _check_writable(settings.output_dir, manifest)
+            _check_writable(settings.output_dir, "videos", location=manifest.locate(("output", "dir")),
+                            hint="make the folder writable or point output.dir elsewhere")
+        _check_writable(_report_dir(plan, options), "reports", location=None,
+                        hint="make it writable or pass another --report-dir")
         threshold = settings.confirm_above_usd if settings.confirm_above_usd is not None else DEFAULT_CONFIRM_USD
         if not (options.simulate or options.yes) and plan.usd > threshold and confirm is not None:
             if not confirm(plan, threshold):
@@ -140,16 +143,19 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
     return RunOutcome(plan, result, recovered, reports)
 
 
-def _check_writable(output_dir: Path, manifest: Manifest) -> None:
-    """Refuse a run whose videos could not be saved, before anything is paid for."""
+def _check_writable(folder: Path, what: str, *, location: Location | None, hint: str) -> None:
+    """Refuse a run whose videos or reports could not be saved, before anything is paid for."""
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise UsageError(f"cannot write videos under {output_dir}: {exc.strerror or type(exc).__name__}",
-                         location=manifest.locate(("output", "dir")),
-                         hint="make the folder writable or point output.dir elsewhere") from None
+        raise UsageError(f"cannot write {what} under {folder}: {exc.strerror or type(exc).__name__}",
+                         location=location, hint=hint) from None
+
+
+def _report_dir(plan: Plan, options: RunOptions) -> Path:
+    return Path(options.report_dir) if options.report_dir else default_report_dir(plan.campaign)
 
 
 def _time_scale(options: RunOptions) -> float:
@@ -213,7 +219,7 @@ def _service(api: tuple[str, str] | None, options: RunOptions) -> Iterator[tuple
 
 def _write_reports(plan: Plan, records: Sequence[JobRecord], manifest: Manifest, options: RunOptions,
                    settings: RunSettings, started: datetime, key: str) -> ReportPaths:
-    out_dir = Path(options.report_dir) if options.report_dir else default_report_dir(plan.campaign)
+    out_dir = _report_dir(plan, options)
     return write_reports(plan, records, out_dir=out_dir, output_dir=settings.output_dir,
                          manifest_path=manifest.path, manifest_sha256=manifest.sha256, started_at=started,
                          finished_at=datetime.now(timezone.utc), secrets=(key,))
