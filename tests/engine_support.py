@@ -57,3 +57,25 @@ def run_engine(plan: Plan, base_url: str, ledger: Ledger, run_settings: RunSetti
             return await execute(plan, run_settings, client=client, ledger=ledger, handle_signals=False)
 
     return anyio.run(go)
+
+
+def numbered_manifest(name: str, jobs: int, *, max_in_flight: int) -> str:
+    """A one-shot campaign of ``jobs`` cheap jobs at 6 submits a (simulated) minute,
+    for the tests that stop a real runner subprocess part way through."""
+    values = ", ".join(f"v{i:02d}" for i in range(jobs))
+    return f"""\
+version: 1
+name: {name}
+defaults:
+  model: seedance-2-fast
+  resolution: 480p
+  duration: 4
+matrix:
+  n: [{values}]
+shots:
+  - id: s
+    prompt: "shot {{{{ n }}}}"
+run:
+  submits_per_minute: 6
+  max_in_flight: {max_in_flight}
+"""

@@ -16,26 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from engine_support import numbered_manifest
 from seedance_batch.simulator import SimulatorConfig, run_simulator
 
 SCALE = 0.01
 JOBS = 40
-MANIFEST = """\
-version: 1
-name: crashy
-defaults:
-  model: seedance-2-fast
-  resolution: 480p
-  duration: 4
-matrix:
-  n: [{values}]
-shots:
-  - id: s
-    prompt: "shot {{{{ n }}}}"
-run:
-  submits_per_minute: 6
-  max_in_flight: 20
-"""
 KILL_AFTER_SUBMITS = (1, 7, 16, 27, JOBS)
 
 
@@ -61,7 +46,7 @@ def kill_when(proc: subprocess.Popen[bytes], sim, submits: int) -> bool:
 
 
 def test_kill_9_at_several_points_then_resume(tmp_path: Path) -> None:
-    (tmp_path / "m.yaml").write_text(MANIFEST.format(values=", ".join(f"v{i:02d}" for i in range(JOBS))))
+    (tmp_path / "m.yaml").write_text(numbered_manifest("crashy", JOBS, max_in_flight=20))
     with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
         kills = 0
         for point in KILL_AFTER_SUBMITS:
@@ -110,7 +95,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_ledger_that_cannot_be_written_mid_run_is_one_line_and_resumable(tmp_path: Path) -> None:
-    (tmp_path / "m.yaml").write_text(MANIFEST.format(values=", ".join(f"v{i:02d}" for i in range(JOBS))))
+    (tmp_path / "m.yaml").write_text(numbered_manifest("crashy", JOBS, max_in_flight=20))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APIDOT_", "SEEDANCE_"))}
     with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
         env.update({"CI": "true", "APIDOT_BASE_URL": sim.base_url, "APIDOT_API_KEY": "sk-sim-full"})

@@ -10,30 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+from engine_support import numbered_manifest
 from seedance_batch.simulator import SimulatorConfig, run_simulator
 
 SCALE = 0.01
 JOBS = 30
-MANIFEST = """\
-version: 1
-name: ctrlc
-defaults:
-  model: seedance-2-fast
-  resolution: 480p
-  duration: 4
-matrix:
-  n: [{values}]
-shots:
-  - id: s
-    prompt: "shot {{{{ n }}}}"
-run:
-  submits_per_minute: 6
-  max_in_flight: 30
-"""
 
 
 def start(cwd: Path, base_url: str) -> subprocess.Popen[str]:
-    (cwd / "m.yaml").write_text(MANIFEST.format(values=", ".join(f"v{i}" for i in range(JOBS))))
+    (cwd / "m.yaml").write_text(numbered_manifest("ctrlc", JOBS, max_in_flight=30))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APIDOT_", "SEEDANCE_"))}
     env.update({"CI": "true", "APIDOT_BASE_URL": base_url, "APIDOT_API_KEY": "sk-sim-ctrlc"})
     return subprocess.Popen([sys.executable, "-m", "seedance_batch", "run", "m.yaml", "--time-scale", str(SCALE)],
