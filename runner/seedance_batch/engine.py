@@ -172,7 +172,7 @@ class Engine:
     # --- submitting ---------------------------------------------------------------------------
 
     async def _submit_all(self, work: anyio.abc.TaskGroup) -> None:
-        for index, planned in enumerate(self.plan.to_submit):  # to_submit is rebuilt on each access
+        for index, planned in enumerate(self.plan.to_submit):
             await self.slots.acquire()
             if self.stop_reason is not None:
                 self.slots.release()

@@ -60,8 +60,9 @@ class PlannedJob:
 class Plan:
     """What a run of this manifest would do and spend.
 
-    ``credits``, ``usd`` and ``fal_usd`` count only the jobs this run would submit;
-    ``spent_usd`` is what earlier runs already charged (or may have) for the campaign.
+    ``to_submit`` are the jobs this run would submit; ``credits``, ``usd`` and
+    ``fal_usd`` count only those. ``spent_usd`` is what earlier runs already charged
+    (or may have) for the campaign. All are worked out once, in :func:`make_plan`.
     """
 
     campaign: str
@@ -73,10 +74,7 @@ class Plan:
     credits: int
     usd: Decimal
     fal_usd: Decimal
-
-    @property
-    def to_submit(self) -> tuple[PlannedJob, ...]:
-        return tuple(j for j in self.jobs if j.submit)
+    to_submit: tuple[PlannedJob, ...]
 
     @property
     def within_budget(self) -> bool:
@@ -127,11 +125,12 @@ def make_plan(
         else:
             change = _BY_STATE[record.state]
         jobs.append(PlannedJob(item, change, change in submitted, record))
-    costs = [job.priced.cost for job in jobs if job.submit]
+    to_submit = tuple(job for job in jobs if job.submit)
+    costs = [job.priced.cost for job in to_submit]
     return Plan(
-        campaign=campaign or (priced[0].job.campaign if priced else ""), manifest_path=manifest_path, jobs=tuple(jobs), catalog=catalog, budget_usd=budget_usd,
-        spent_usd=spent, credits=sum(c.credits for c in costs), usd=sum((c.usd for c in costs), Decimal(0)),
-        fal_usd=sum((c.fal_usd for c in costs), Decimal(0)),
+        campaign=campaign or (priced[0].job.campaign if priced else ""), manifest_path=manifest_path,
+        jobs=tuple(jobs), catalog=catalog, budget_usd=budget_usd, spent_usd=spent, credits=sum(c.credits for c in costs), usd=sum((c.usd for c in costs), Decimal(0)),
+        fal_usd=sum((c.fal_usd for c in costs), Decimal(0)), to_submit=to_submit,
     )
 
 
