@@ -21,10 +21,8 @@ from rich.console import Console
 
 from . import __version__, display
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BudgetExceeded, Interrupted, SeedanceError
-from .expand import expand
-from .manifest import load_manifest
-from .models import load_catalog, price_jobs
-from .plan import check_budget, view_campaign, write_plan_json
+from .models import load_catalog
+from .plan import check_budget, load_plan, view_campaign, write_plan_json
 
 __all__ = ["cli", "main"]
 
@@ -90,10 +88,9 @@ REPORT_DIR_OPTION = click.option(
 @PRICES_OPTION
 def validate(manifest: Path, prices: str | None) -> int:
     """Check a manifest (schema, matrix, templates, model rules); spend nothing."""
-    loaded = load_manifest(manifest)
-    priced = price_jobs(expand(loaded), load_catalog(prices))
-    shots = len({p.job.shot for p in priced})
-    click.echo(f"{manifest}: ok: campaign {loaded.name!r}, {len(priced)} job(s) from {shots} shot(s)")
+    loaded, checked = load_plan(manifest, None, prices=prices)
+    shots = len({planned.priced.job.shot for planned in checked.jobs})
+    click.echo(f"{manifest}: ok: campaign {loaded.name!r}, {len(checked.jobs)} job(s) from {shots} shot(s)")
     return EXIT_OK
 
 
