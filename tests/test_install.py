@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -15,7 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding the wheel built from this checkout (offline: deps from the system)."""
+    """A fresh venv holding the wheel built from this checkout, offline.
+
+    Its dependencies come from the environment running the tests (a virtualenv or the
+    system Python alike): that environment's site-packages is put on the new venv's path
+    by a .pth file. Only plain paths are added, so the checkout's own editable install
+    (a .pth in that site-packages, which is not processed) cannot shadow the wheel.
+    """
     root = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root), str(REPO)],
@@ -23,8 +30,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     wheel = next(root.glob("seedance_batch-*.whl"))
     env_dir = root / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    outer = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    (Path(site) / "_outer_dependencies.pth").write_text("\n".join(outer) + "\n", encoding="utf-8")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
         check=True, capture_output=True, timeout=120,

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import tracemalloc
 from dataclasses import FrozenInstanceError
@@ -347,10 +348,12 @@ def test_validate_uses_the_given_price_file(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_console_script_exit_codes(tmp_path: Path) -> None:
-    good = subprocess.run(["seedance-batch", "validate", "manifests/ad-localization.yaml"],
+    # The script pip installed beside this interpreter: a virtualenv need not be on PATH.
+    script = str(Path(sysconfig.get_path("scripts")) / "seedance-batch")
+    good = subprocess.run([script, "validate", "manifests/ad-localization.yaml"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (good.returncode, good.stdout) == (0, "manifests/ad-localization.yaml: ok: campaign 'brightside-launch', 22 job(s) from 3 shot(s)\n")
-    bad = subprocess.run(["seedance-batch", "validate", "wrong-version.yaml"],
+    bad = subprocess.run([script, "validate", "wrong-version.yaml"],
                          cwd=ROOT / "tests" / "bad_manifests", capture_output=True, text=True, timeout=60)
     assert (bad.returncode, bad.stderr) == (2, "wrong-version.yaml:1:10: version: 2 is not supported; allowed: 1\n")
 
