@@ -12,14 +12,14 @@ outcome                                     submit              status
 2xx, JSON, ``code`` absent/0/200, task id   success             success
 2xx, JSON, ``code`` 400/401/402/429 inside  as that HTTP status as that HTTP status
 2xx, JSON, any other ``code`` inside        TransientError      TransientError
-2xx, body not JSON or no task id            AmbiguousSubmit     TransientError
+2xx, body unreadable, no usable task id     AmbiguousSubmit     TransientError
 400 and other 4xx                           InvalidRequest      InvalidRequest
 401, 403                                    AuthenticationError AuthenticationError
 402                                         InsufficientCredits InsufficientCredits
 408, 425, 5xx, 1xx/3xx                      TransientError      TransientError
 429                                         RateLimited         RateLimited
 nothing sent (connect, pool, bad protocol)  TransientError      TransientError
-sent, no answer (timeout, reset, decoding)  AmbiguousSubmit     TransientError
+sent, no answer (timeout, reset, deadline)  AmbiguousSubmit     TransientError
 ==========================================  ==================  ===========================
 
 A 2xx submit answer we cannot read is treated as ambiguous, not transient
@@ -29,8 +29,23 @@ could pay twice. The simulator's ``malformed`` fault does nothing server-side,
 so there the job ends ``unknown`` and ``--resubmit-unknown`` is safe.
 
 The API key is sent only in the ``Authorization`` header of API calls (never to
-a file URL, which may live on another host) and is scrubbed from any text a
-server sends back before it reaches an error message.
+a file URL, which may live on another host).
+
+Nothing the service sends is trusted (a broken or hostile server, or one that
+answers in its name):
+
+* every text it sends (error bodies, a task's ``error_message``, status words) goes
+  through :func:`~seedance_batch.safetext.service_text` with the key *here*, before it
+  leaves the client: scrubbed, then bounded, so neither the ledger, the progress
+  lines nor a report written later without the key can carry it;
+* an answer body is read streaming, at most :data:`MAX_ANSWER_BYTES` (decoded), and
+  one exchange has a deadline; past either, or nested too deep to parse, the answer
+  is *malformed*: 5xx retried, an unreadable 2xx submit ``unknown``, never a traceback;
+* a task id is accepted at submit only when it is a bounded, printable token without
+  blanks (:func:`task_id_problem`; no format is demanded, ids come in several forms),
+  else the job is ``unknown`` (the task may exist); it is always sent percent-encoded
+  as one path segment, so it cannot reach another path on the API host;
+* a file URL is kept only when it is a bounded http(s) URL that does not carry the key.
 """
 
 from __future__ import annotations
@@ -38,13 +53,15 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+import anyio
 import httpx
 
+from .downloads import BodyError, read_bounded
 from .errors import (
     AmbiguousSubmit,
     ApiError,
@@ -55,10 +72,13 @@ from .errors import (
     TransientError,
     UsageError,
 )
+from .safetext import one_line, scrub, service_text
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
+    "MAX_ANSWER_BYTES",
+    "MAX_TASK_ID",
     "ApiClient",
     "SubmitAnswer",
     "TaskStatus",
@@ -66,6 +86,8 @@ __all__ = [
     "error_for_exception",
     "error_for_response",
     "parse_retry_after",
+    "parse_status",
+    "task_id_problem",
 ]
 
 DEFAULT_BASE_URL = "https://api.apidot.ai"
@@ -80,11 +102,23 @@ LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepaliv
 FILE_LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=2.0)
 TERMINAL = frozenset({"finished", "failed"})
 _OK_CODES = (None, 0, 200)
+# An answer is a few hundred bytes (a status with its file list); 1 MiB is far past any
+# real one, and all a hostile server can make the client hold.
+MAX_ANSWER_BYTES = 1 << 20
+# Task ids seen are ~16-40 characters (task-unified-1757165031-uyujaw3d, FDR7H8Y7JAL97KCV);
+# 256 leaves room for any other form and keeps a URL, a ledger row, a log line small.
+MAX_TASK_ID = 256
+# A status word is one word ("not_started", "processing"); longer is noise.
+MAX_STATUS_WORD = 64
+# Signed file URLs carry long query strings (~1-2 KB for S3-style signatures).
+MAX_FILE_URL = 8192
+# How much of an unusable task id an error message shows (enough to find it in a dashboard).
+TASK_ID_PREVIEW = 80
 
 
 @dataclass(frozen=True, slots=True)
 class SubmitAnswer:
-    """What a successful submit returned."""
+    """What a successful submit returned (the task id is usable: see :func:`task_id_problem`)."""
 
     task_id: str
     status: str | None
@@ -92,7 +126,10 @@ class SubmitAnswer:
 
 @dataclass(frozen=True, slots=True)
 class TaskStatus:
-    """A task as the status endpoint describes it. Unknown statuses mean "still running"."""
+    """A task as the status endpoint describes it. Unknown statuses mean "still running".
+
+    Every text in it was scrubbed and bounded by the client.
+    """
 
     task_id: str
     status: str
@@ -112,6 +149,15 @@ class TaskStatus:
         return self.status in TERMINAL
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One HTTP exchange as read: ``content`` is None when the body was unreadable (too large...)."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes | None
+
+
 class ApiClient:
     """Speaks the Seedance 2 contract over one shared ``httpx.AsyncClient``."""
 
@@ -123,6 +169,7 @@ class ApiClient:
         # where "could not reach" points, without any user:password the URL may carry
         self._where = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
         self._key = api_key
+        self._deadline = _exchange_deadline(timeout)
         self._http = httpx.AsyncClient(timeout=timeout, limits=LIMITS, transport=transport,
                                        follow_redirects=False, trust_env=False)
         # Downloads get their own small pool (file URLs may be on another host, and big
@@ -135,6 +182,11 @@ class ApiClient:
         """The client for result files: no Authorization header, ever."""
         return self._files
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never appear in a text the service sends back (the API key)."""
+        return (self._key,)
+
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._files.aclose()
@@ -146,43 +198,106 @@ class ApiClient:
         await self.aclose()
 
     def scrub(self, text: str) -> str:
-        """``text`` with the API key masked (servers may echo what they were sent)."""
-        return text.replace(self._key, "***") if self._key else text
+        """``text`` with the API key and credential-shaped tokens masked (servers may echo what they were sent)."""
+        return scrub(text, self.secrets)
 
     async def submit(self, body: Mapping[str, Any]) -> SubmitAnswer:
         """POST one submit; one attempt. Raises an :class:`ApiError` subclass on anything but success."""
-        try:
-            response = await self._http.post(self.base_url + SUBMIT_PATH, json=dict(body), headers=self._auth())
-        except httpx.HTTPError as exc:
-            raise error_for_exception("submit", exc, self._where) from None
-        payload = self._checked("submit", response)
-        data = payload.get("data") if isinstance(payload.get("data"), Mapping) else payload
+        answer = await self._exchange("submit", "POST", self.base_url + SUBMIT_PATH, dict(body))
+        payload = self._checked("submit", answer)
+        data = _data(payload)
         task_id = data.get("task_id")
         if not isinstance(task_id, str) or not task_id:
-            raise AmbiguousSubmit("submit: the service said OK but sent no task id", status=response.status_code)
-        status = data.get("status")
-        return SubmitAnswer(task_id, status if isinstance(status, str) else None)
+            raise AmbiguousSubmit("submit: the service said OK but sent no task id", status=answer.status)
+        problem = task_id_problem(task_id, self.secrets)
+        if problem is not None:
+            preview = one_line(service_text(task_id, self.secrets, TASK_ID_PREVIEW))
+            raise AmbiguousSubmit(
+                f"submit: the service said OK with an unusable task id ({problem}): {preview}; the task may exist",
+                status=answer.status, hint="not tracked; check the APIDot dashboard, or --resubmit-unknown")
+        return SubmitAnswer(task_id, _status_word(data.get("status"), self.secrets))
 
     async def status(self, task_id: str) -> TaskStatus:
-        """GET one task's status; one attempt. Raises an :class:`ApiError` subclass on failure."""
+        """GET one task's status; one attempt. Raises an :class:`ApiError` subclass on failure.
+
+        ``task_id`` goes into the URL percent-encoded as one path segment; one that is not
+        a usable id (an older version may have stored one) is refused without a request.
+        """
+        problem = task_id_problem(task_id, self.secrets)
+        if problem is not None:
+            raise InvalidRequest(f"status: not asked: {problem}")
+        url = self.base_url + STATUS_PATH.format(task_id=quote(task_id, safe=""))
+        payload = self._checked("status", await self._exchange("status", "GET", url))
+        return parse_status(task_id, _data(payload), self.secrets)
+
+    async def _exchange(self, op: str, method: str, url: str, body: Any = None) -> _Answer:
+        """One request and its (bounded) answer, within the exchange deadline."""
         try:
-            response = await self._http.get(self.base_url + STATUS_PATH.format(task_id=task_id), headers=self._auth())
+            with anyio.fail_after(self._deadline):
+                async with self._http.stream(method, url, json=body, headers=self._headers()) as response:
+                    try:
+                        content: bytes | None = await read_bounded(response, MAX_ANSWER_BYTES)
+                    except BodyError:
+                        content = None  # too large or undecodable: a malformed answer
+                    return _Answer(response.status_code, response.headers, content)
         except httpx.HTTPError as exc:
-            raise error_for_exception("status", exc, self._where) from None
-        payload = self._checked("status", response)
-        data = payload.get("data") if isinstance(payload.get("data"), Mapping) else payload
-        return parse_status(task_id, data)
+            raise error_for_exception(op, exc, self._where) from None
+        except TimeoutError:
+            raise _overdue(op, self._deadline) from None
 
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._key}"}
+    def _headers(self) -> dict[str, str]:
+        # Only the encodings read_bounded can undo (httpx would also offer br/zstd when installed).
+        return {"Authorization": f"Bearer {self._key}", "Accept-Encoding": "gzip, deflate"}
 
-    def _checked(self, op: str, response: httpx.Response) -> Mapping[str, Any]:
-        error = error_for_response(op, response.status_code, response.headers, response.content)
+    def _checked(self, op: str, answer: _Answer) -> Mapping[str, Any]:
+        error, payload = _classify(op, answer.status, answer.headers, answer.content, self.secrets)
         if error is not None:
-            error.message = self.scrub(error.message)
-            error.args = (error.message,)
             raise error
-        return json.loads(response.content)
+        assert payload is not None
+        return payload
+
+
+def _exchange_deadline(timeout: httpx.Timeout) -> float | None:
+    """The longest one exchange may take: every phase at its own limit, one after another.
+
+    httpx's timeouts are per phase and per read, so a server dripping its answer a
+    byte at a time never trips them; this bound does. None when a phase is unbounded.
+    """
+    parts = (timeout.pool, timeout.connect, timeout.write, timeout.read)
+    return None if any(p is None for p in parts) else float(sum(parts))  # type: ignore[arg-type]
+
+
+def _overdue(op: str, deadline: float | None) -> ApiError:
+    if op == "submit":
+        return AmbiguousSubmit(f"submit: sent, but no whole answer within {deadline:g} s; the task may exist",
+                               hint="not resubmitted automatically; use --resubmit-unknown to submit it again")
+    return TransientError(f"{op}: no whole answer within {deadline:g} s")
+
+
+def _data(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    data = payload.get("data")
+    return data if isinstance(data, Mapping) else payload
+
+
+def task_id_problem(task_id: object, secrets: Iterable[str | None] = ()) -> str | None:
+    """Why ``task_id`` cannot be used as a task id, or None when it can.
+
+    No format is demanded (ids come in several forms): a usable id is a printable token
+    of at most :data:`MAX_TASK_ID` characters, without blanks, control or invisible
+    characters, not only dots (a path segment ``..`` would leave the status path),
+    and without a secret in it (it is stored and shown).
+    """
+    if not isinstance(task_id, str) or not task_id:
+        return "no task id"
+    if len(task_id) > MAX_TASK_ID:
+        return f"{len(task_id)} characters, at most {MAX_TASK_ID}"
+    if not task_id.isprintable() or any(c.isspace() for c in task_id):
+        return "control, invisible or blank characters"
+    if not task_id.strip("."):
+        return "only dots"
+    if any(secret and secret in task_id for secret in secrets):
+        return "it carries the API key"
+    return None
 
 
 def check_credentials(base_url: str, api_key: str) -> None:
@@ -213,39 +328,82 @@ def _check_base_url(base_url: str) -> None:
                          hint="e.g. https://api.apidot.ai or http://127.0.0.1:8750")
 
 
-def parse_status(task_id: str, data: Mapping[str, Any]) -> TaskStatus:
-    """A status answer's ``data`` as a :class:`TaskStatus` (tolerant of missing parts)."""
-    status = data.get("status")
-    output = data.get("output") if isinstance(data.get("output"), Mapping) else {}
-    files = output.get("files") if isinstance(output, Mapping) else None
-    if files is None:
-        files = data.get("files")
-    urls = tuple(
-        f["file_url"] for f in files or () if isinstance(f, Mapping) and isinstance(f.get("file_url"), str)
-    ) if isinstance(files, list) else ()
+def parse_status(task_id: str, data: Mapping[str, Any], secrets: Iterable[str | None] = ()) -> TaskStatus:
+    """A status answer's ``data`` as a :class:`TaskStatus` (tolerant of missing parts).
+
+    ``task_id`` is the one asked about (an id in the answer is not trusted to replace
+    it); every text is scrubbed of ``secrets`` and bounded.
+    """
     message = data.get("error_message")
     return TaskStatus(
-        task_id=str(data.get("task_id") or task_id),
-        status=status if isinstance(status, str) and status else "unknown",
-        file_urls=urls,
-        error_message=str(message) if message else None,
+        task_id=task_id,
+        status=_status_word(data.get("status"), secrets) or "unknown",
+        file_urls=_file_urls(data, secrets),
+        error_message=_text(message, secrets) if message else None,
     )
 
 
-def error_for_response(op: str, status: int, headers: Mapping[str, str], content: bytes) -> ApiError | None:
-    """The error an HTTP answer means, or None when it is a usable success."""
-    payload = _json_object(content)
+def _status_word(value: object, secrets: Iterable[str | None]) -> str | None:
+    return service_text(value, secrets, MAX_STATUS_WORD) if isinstance(value, str) and value else None
+
+
+def _file_urls(data: Mapping[str, Any], secrets: Iterable[str | None]) -> tuple[str, ...]:
+    """The video URLs of a status answer (``data.output.files`` or ``data.files``).
+
+    Entries whose ``file_type`` is ``video`` first, else the untyped ones; a URL is kept
+    only when it is a bounded, printable http(s) URL without the key in it (a URL is used
+    as sent, so it cannot be scrubbed: it is dropped instead).
+    """
+    output = data.get("output")
+    files = output.get("files") if isinstance(output, Mapping) else None
+    if files is None:
+        files = data.get("files")
+    if not isinstance(files, list):
+        return ()
+    entries = [f for f in files if isinstance(f, Mapping)]
+    chosen = [f for f in entries if f.get("file_type") == "video"] or [f for f in entries if "file_type" not in f]
+    return tuple(f["file_url"] for f in chosen if _usable_url(f.get("file_url"), secrets))
+
+
+def _usable_url(url: object, secrets: Iterable[str | None]) -> bool:
+    if not isinstance(url, str) or len(url) > MAX_FILE_URL or not url.isprintable() or " " in url:
+        return False
+    if any(secret and secret in url for secret in secrets):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def error_for_response(op: str, status: int, headers: Mapping[str, str], content: bytes | None,
+                       secrets: Iterable[str | None] = ()) -> ApiError | None:
+    """The error an HTTP answer means, or None when it is a usable success.
+
+    ``content`` None: a body that could not be read (too large, undecodable). Any text
+    the body carries is scrubbed of ``secrets`` and bounded before it enters the error.
+    """
+    return _classify(op, status, headers, content, secrets)[0]
+
+
+def _classify(op: str, status: int, headers: Mapping[str, str], content: bytes | None,
+              secrets: Iterable[str | None]) -> tuple[ApiError | None, dict[str, Any] | None]:
+    """(the error the answer means or None, its JSON object when it has one)."""
+    payload = _json_object(content) if content is not None else None
     if 200 <= status < 300:
         if payload is None:
+            what = "that cannot be read" if content is None else "that is not a readable JSON object"
             if op == "submit":
-                return AmbiguousSubmit("submit: the service answered OK with a body that is not JSON", status=status)
-            return TransientError(f"{op}: HTTP {status} with a body that is not JSON", status=status)
+                return AmbiguousSubmit(f"submit: the service answered OK with a body {what}", status=status), None
+            return TransientError(f"{op}: HTTP {status} with a body {what}", status=status), None
         code = payload.get("code")
         if code in _OK_CODES:
-            return None
+            return None, payload
         inner = code if isinstance(code, int) and code in (400, 401, 402, 403, 429) else 500
-        return _by_status(op, inner, headers, _message(payload) or f"code {code!r} inside HTTP {status}")
-    return _by_status(op, status, headers, _message(payload) if payload else None)
+        detail = _message(payload, secrets) or f"code {_describe(code, secrets)} inside HTTP {status}"
+        return _by_status(op, inner, headers, detail), payload
+    return _by_status(op, status, headers, _message(payload, secrets) if payload else None), payload
 
 
 def _by_status(op: str, status: int, headers: Mapping[str, str], detail: str | None) -> ApiError:
@@ -296,16 +454,34 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:
+    """The JSON object ``content`` holds; None when it is not one (or is nested past the parser)."""
     try:
         value = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
 
-def _message(payload: Mapping[str, Any]) -> str | None:
+def _message(payload: Mapping[str, Any], secrets: Iterable[str | None]) -> str | None:
     error = payload.get("error")
     if isinstance(error, Mapping):
         error = error.get("message") or error.get("type")
     text = error or payload.get("message") or payload.get("msg")
-    return str(text)[:300] if text else None
+    return _text(text, secrets) if text else None
+
+
+def _text(value: object, secrets: Iterable[str | None]) -> str:
+    """A service text as it may be stored: scrubbed of ``secrets``, then bounded."""
+    return service_text(value if isinstance(value, str) else _describe(value, secrets), secrets)
+
+
+def _describe(value: object, secrets: Iterable[str | None]) -> str:
+    """A short, safe rendering of a JSON value where text was expected.
+
+    Containers are named, not printed: their repr may be nested past the recursion limit.
+    """
+    if isinstance(value, str):
+        return repr(service_text(value, secrets, MAX_STATUS_WORD))
+    if value is None or isinstance(value, (bool, int, float)):
+        return service_text(repr(value), secrets, MAX_STATUS_WORD)
+    return f"(a JSON {'object' if isinstance(value, Mapping) else 'array'}, not text)"

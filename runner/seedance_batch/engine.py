@@ -14,6 +14,11 @@ Stopping: a 401/402 stops submitting at once (every later submit would fail
 the same way) and tracking continues; the budget stops it before the job that
 would cross it; Ctrl-C once stops submitting and keeps tracking, twice leaves
 at once (a submit in the air becomes ``unknown``). See :class:`RunResult`.
+
+Downloading: a paid render whose video cannot be saved now (its target is or became
+unsafe, what arrived is not the video, ``run.timeout`` passed while downloading, the
+disk is full) stays ``finished``, never ``failed``: a later run downloads it without
+paying again. A task id an older version stored that cannot be used is left alone.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -34,8 +39,8 @@ import anyio.lowlevel
 import stamina
 import stamina.instrumentation
 
-from .client import ApiClient, TaskStatus
-from .downloads import UrlExpired, download, safe_target
+from .client import MAX_TASK_ID, ApiClient, TaskStatus, task_id_problem
+from .downloads import BadVideo, Downloaded, UrlExpired, download, safe_target
 from .errors import (
     AccountError,
     AmbiguousSubmit,
@@ -49,11 +54,13 @@ from .errors import (
 )
 from .expand import Job
 from .ledger import JobState, Ledger
+from .models import max_video_bytes
 from .plan import Plan, PlannedJob
 from .polling import Bucket, RenderClock
 from .progress import Progress, QuietProgress
 from .ratelimit import Pacer
 from .runconfig import Backoff, RunResult, RunSettings, capped
+from .safetext import one_line, service_text
 from .tracking import Tracked, Tracker
 from .webhooks import EventRelay
 
@@ -65,6 +72,8 @@ URL_REFRESHES = 3
 # Jobs in a row whose every submit attempt failed (429s, 5xx, unreachable) before the run
 # stops submitting: the service is down or the network is, and grinding on costs time only.
 GIVE_UP_STOP = 3
+# How much of a task id from the ledger is shown: an older version may have stored any text.
+TASK_ID_SHOWN = MAX_TASK_ID
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backport there
     from exceptiongroup import BaseExceptionGroup
@@ -129,10 +138,21 @@ class Engine:
     def _resume(self, planned: PlannedJob, work: anyio.abc.TaskGroup) -> None:
         rec = planned.record
         assert rec is not None and rec.task_id is not None
+        downloadable = rec.state is JobState.FINISHED and bool(rec.file_url)
+        problem = task_id_problem(rec.task_id, self.client.secrets)
+        shown = one_line(service_text(rec.task_id, self.client.secrets, TASK_ID_SHOWN))
+        if problem is not None and not downloadable:
+            # An older version stored an id that cannot be asked about (nor put into a URL):
+            # the row is left as it is (the task may exist; it is never resubmitted on its
+            # own) and the rest of the run goes on.
+            self.ledger.note(self.campaign, rec.key, "not_tracked", {"error": f"unusable task id: {problem}"})
+            self.progress.job(planned.label, "not tracked",
+                              f"its task id cannot be used ({problem}): {shown}; check the APIDot dashboard")
+            return
         item = self._tracked(planned.priced.job, rec.task_id, _age_seconds(rec.submitted_at), resumed=True)
         item.holds_slot = _try_acquire(self.slots)
-        self.progress.job(planned.label, "tracking", rec.task_id)
-        if rec.state is JobState.FINISHED and rec.file_url:
+        self.progress.job(planned.label, "tracking", shown)
+        if downloadable:
             item.file_url = rec.file_url
             item.ended = True  # straight to the download; no polls
             work.start_soon(self._fetch, item)
@@ -260,7 +280,7 @@ class Engine:
             raise
         except AmbiguousSubmit as exc:
             self.ledger.unknown(self.campaign, job.key, exc.message)
-            self.progress.job(job.label, "unknown", "sent, no answer: not resubmitted (--resubmit-unknown)")
+            self.progress.job(job.label, "unknown", f"{exc.message}; not resubmitted (--resubmit-unknown)")
             return None
         except AccountError as exc:
             self.ledger.release(self.campaign, job.key, exc.error_class, exc.message)
@@ -277,7 +297,8 @@ class Engine:
         try:
             self.ledger.submitted(self.campaign, job.key, answer.task_id, answer.status)
         except LedgerError as exc:
-            # The row stays 'submitting' (the next run makes it unknown): the id is shown here, not lost.
+            # submitted() refused the row: it recorded the task id in the ledger's events (task_refused)
+            # before raising; name it here too, so it is never lost.
             exc.message = f"{exc.message}; the service created task {answer.task_id} for {job.label}"
             raise
         self.gave_up_in_a_row = 0
@@ -331,6 +352,8 @@ class Engine:
             self.tracker.reschedule(item)
 
     async def _status(self, item: Tracked) -> TaskStatus | None:
+        if task_id_problem(item.task_id, self.client.secrets) is not None:
+            return None  # an older version's unusable id (see _resume): never put into a URL
         hook = Backoff(self.settings, (RateLimited, TransientError, InvalidRequest))
         try:
             async for attempt in stamina.retry_context(on=hook, attempts=3, timeout=None):
@@ -367,17 +390,17 @@ class Engine:
     # --- downloading --------------------------------------------------------------------------
 
     async def _fetch(self, item: Tracked) -> None:
-        """Download a finished job's video; refresh an expired URL by asking for the status again."""
-        try:
-            target = safe_target(self.settings.output_dir, item.job.output_path)
-        except UsageError as exc:
-            self._end(item, "failed", exc.format())
-            return
+        """Download a finished job's video; refresh an expired URL by asking for the status again.
+
+        A download that cannot be done now (the target is or became unsafe, what arrived
+        is not the video, run.timeout passed) leaves the job ``finished``, never ``failed``:
+        the render is paid for, and a later run downloads it without paying again.
+        """
         try:
             async with self.downloads:
-                got = await self._download_with_refresh(item, target)
+                got = await self._download_in_time(item)
         except OSError as exc:
-            self._cannot_save(item, target, exc)
+            self._cannot_save(item, exc)
             return
         finally:
             self._release(item)
@@ -386,17 +409,37 @@ class Engine:
         self.ledger.downloaded(self.campaign, item.job.key, item.job.output_path, got.size, got.sha256)
         self.progress.job(item.job.label, "done", f"{got.size} bytes")
 
-    def _cannot_save(self, item: Tracked, target: Path, exc: OSError) -> None:
+    async def _download_in_time(self, item: Tracked) -> Downloaded | None:
+        """The download, within ``run.timeout`` (a body dripping a byte at a time trips no
+        read timeout); None when it did not happen (the reason is in the ledger)."""
+        try:
+            target = safe_target(self.settings.output_dir, item.job.output_path)
+            with anyio.move_on_after(self.settings.real(self.settings.timeout)):
+                return await self._download_with_refresh(item, target)
+        except UsageError as exc:
+            self._not_downloaded(item, "unsafe_target", exc.format())
+            return None
+        self._not_downloaded(item, "download_failed",
+                             f"download: not done within run.timeout ({self.settings.timeout:g} s)")
+        return None
+
+    def _not_downloaded(self, item: Tracked, kind: str, message: str) -> None:
+        self.ledger.note(self.campaign, item.job.key, kind, {"error": message})
+        self.progress.job(item.job.label, "failed", f"{message}; a later run downloads it")
+
+    def _cannot_save(self, item: Tracked, exc: OSError) -> None:
         """The video could not be written (disk full, read-only folder): the job stays
         ``finished`` (a later run downloads it without paying again), and no more
         renders are paid for that could not be saved either."""
         why = exc.strerror or type(exc).__name__
-        self.ledger.note(self.campaign, item.job.key, "download_failed", {"error": f"cannot write {target}: {why}"})
-        self.progress.job(item.job.label, "failed", f"cannot write {target}: {why}; a later run downloads it")
+        where = self.settings.output_dir / item.job.output_path
+        self.ledger.note(self.campaign, item.job.key, "download_failed", {"error": f"cannot write {where}: {why}"})
+        self.progress.job(item.job.label, "failed", f"cannot write {where}: {why}; a later run downloads it")
         self._stop(f"stopped submitting: cannot write videos under {self.settings.output_dir} ({why}); "
                    "tracking what is in flight; free space or fix the folder, then run again")
 
-    async def _download_with_refresh(self, item: Tracked, target: Path) -> Any:
+    async def _download_with_refresh(self, item: Tracked, target: Path) -> Downloaded | None:
+        limit = max_video_bytes(item.job.request, self.plan.catalog)
         for refresh in range(URL_REFRESHES + 1):
             if item.file_url is None or refresh:
                 status = await self._status(item)
@@ -404,19 +447,27 @@ class Engine:
                 if item.file_url is None:
                     continue
                 self.ledger.finished(self.campaign, item.job.key, item.file_url, source="refresh")
-            hook = Backoff(self.settings, (TransientError,))
+            retry = _download_retry(Backoff(self.settings, (TransientError,)))
             try:
-                async for attempt in stamina.retry_context(on=lambda e: not isinstance(e, UrlExpired) and hook(e),
-                                                           attempts=self.settings.max_attempts, timeout=None):
+                async for attempt in stamina.retry_context(on=retry, attempts=self.settings.max_attempts,
+                                                           timeout=None):
                     with attempt:
-                        return await download(self.client.files, item.file_url, target)
+                        return await download(self.client.files, item.file_url, target, max_bytes=limit,
+                                              root=self.settings.output_dir)
             except UrlExpired:
                 self.ledger.note(self.campaign, item.job.key, "url_expired", {"refresh": refresh + 1})
             except TransientError as exc:
                 self.ledger.note(self.campaign, item.job.key, "download_failed", {"error": exc.message})
-                break
+                self.progress.job(item.job.label, "failed", f"{exc.message}; a later run downloads it")
+                return None
         self.progress.job(item.job.label, "failed", "download failed; a later run tries again")
         return None
+
+
+def _download_retry(hook: Backoff) -> Callable[[Exception], bool | float]:
+    """``hook``, but never for an expired URL (it is refreshed instead) nor a body that is
+    not the video (the same URL would send it again; a later run tries)."""
+    return lambda exc: False if isinstance(exc, (UrlExpired, BadVideo)) else hook(exc)
 
 
 def _user_error(group: BaseExceptionGroup) -> BaseException:

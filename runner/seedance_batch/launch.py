@@ -24,6 +24,7 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
 from .client import DEFAULT_BASE_URL, ApiClient, check_credentials
+from .downloads import safe_target
 from .engine import RunResult, RunSettings, execute
 from .errors import Interrupted, Location, UsageError
 from .ledger import JobRecord, Ledger, default_path
@@ -127,6 +128,7 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
         if plan.to_submit or any(p.record is not None and p.record.state.in_flight for p in plan.jobs):
             _check_writable(settings.output_dir, "videos", location=manifest.locate(("output", "dir")),
                             hint="make the folder writable or point output.dir elsewhere")
+            _check_targets(plan, settings.output_dir)
         _check_writable(_report_dir(plan, options), "reports", location=None,
                         hint="make it writable or pass another --report-dir")
         threshold = settings.confirm_above_usd if settings.confirm_above_usd is not None else DEFAULT_CONFIRM_USD
@@ -152,6 +154,25 @@ def _check_writable(folder: Path, what: str, *, location: Location | None, hint:
     except OSError as exc:
         raise UsageError(f"cannot write {what} under {folder}: {exc.strerror or type(exc).__name__}",
                          location=location, hint=hint) from None
+
+
+def _check_targets(plan: Plan, output_dir: Path) -> None:
+    """Refuse, before anything is paid, a job whose video would land outside ``output_dir``.
+
+    Only jobs this run would submit or track: a symbolic link at (or on the way to) a
+    file the run will write is found now, not after the render is paid for.
+    """
+    for planned in plan.jobs:
+        rec = planned.record
+        if not (planned.submit or (rec is not None and rec.state.in_flight)):
+            continue
+        job = planned.priced.job
+        try:
+            safe_target(output_dir, job.output_path)
+        except UsageError as exc:
+            where = job.location
+            raise UsageError(exc.message, location=Location(where.file, where.line, where.col, where.path, job.label),
+                             hint="remove the link or change output.filename; nothing was submitted") from None
 
 
 def _report_dir(plan: Plan, options: RunOptions) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -22,6 +22,7 @@ import jsonschema
 from ._data import data_path
 from .errors import Location, ManifestErrors, PriceFileError, RepeatedProblems
 from .expand import Job
+from .safetext import bound
 
 __all__ = [
     "Catalog",
@@ -32,6 +33,7 @@ __all__ = [
     "RuleViolation",
     "check_request",
     "load_catalog",
+    "max_video_bytes",
     "price_jobs",
     "price_request",
 ]
@@ -40,6 +42,15 @@ __all__ = [
 MEDIA_FIELDS = ("image_urls", "reference_image_urls", "reference_video_urls", "reference_audio_urls")
 REFERENCE_FIELDS = MEDIA_FIELDS[1:]
 INPUT_FIELDS = frozenset({"prompt", "duration", "resolution", "aspect_ratio", "generate_audio", *MEDIA_FIELDS})
+# A price file without a ``max_file`` bound for a resolution (an older copy, a new
+# resolution) gets this one: several times any Seedance output seen (1080p is well under
+# 20 Mbit/s), so a real video is never refused, while an endless body still stops.
+FALLBACK_MBIT_PER_SECOND = 100.0
+FALLBACK_MARGIN_MIB = 8.0
+MIB = 1 << 20
+# The model data is a handful of levels deep (models.<id>.prices.<res>.<kind>.<field>);
+# a file nested deeper is not one (and deep enough, it would exhaust the parser's stack).
+MAX_PRICE_FILE_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,9 @@ class ModelRules:
     max_image_urls: int
     # (resolution, video_input) -> rate
     rates: Mapping[tuple[str, bool], Rate]
+    # resolution -> the highest bitrate a finished video may have (bounds a download)
+    max_mbit_per_second: Mapping[str, float] = field(default_factory=dict)
+    file_margin_bytes: int = int(FALLBACK_MARGIN_MIB * MIB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,28 +129,19 @@ def _bundled_catalog() -> Catalog:
 
 def _read_catalog(path: Path) -> Catalog:
     where = Location(file=str(path))
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PriceFileError("price file not found", location=where) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PriceFileError(f"cannot read price file: {exc}", location=where) from None
-    except json.JSONDecodeError as exc:
-        raise PriceFileError(f"not valid JSON: {exc.msg}", location=Location(str(path), exc.lineno, exc.colno)) from None
+    raw = _read_json(path)
     schema = json.loads(data_path("models.schema.json").read_text(encoding="utf-8"))
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(raw))
+    try:
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(raw))
+    except RecursionError:  # past the depth check, still too deep for the validator: refuse it whole
+        raise PriceFileError("nested too deeply to be a price file", location=where) from None
     if error is not None:
         dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
-        raise PriceFileError(error.message, location=Location(file=str(path), path=dotted or None))
+        # the message quotes the offending value, which may be huge: bounded
+        raise PriceFileError(bound(error.message), location=Location(file=str(path), path=bound(dotted, 200) or None))
     models = {model_id: _model_rules(model_id, spec) for model_id, spec in raw["models"].items()}
     for rules in models.values():
-        unpriced = [r for r in rules.resolutions if (r, False) not in rules.rates]
-        if unpriced:
-            raise PriceFileError(
-                f"resolution(s) {', '.join(unpriced)} have no price",
-                location=Location(file=str(path), path=f"models.{rules.id}.prices"),
-                hint="every listed resolution needs text_or_image and video_input rates",
-            )
+        _check_rules(rules, path)
     return Catalog(
         provider=raw.get("provider", "APIDot"),
         snapshot_date=raw["snapshot_date"],
@@ -147,7 +152,58 @@ def _read_catalog(path: Path) -> Catalog:
     )
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON value of the price file; every way it cannot be read is one PriceFileError."""
+    where = Location(file=str(path))
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PriceFileError("price file not found", location=where) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PriceFileError(f"cannot read price file: {exc}", location=where) from None
+    except json.JSONDecodeError as exc:
+        raise PriceFileError(f"not valid JSON: {exc.msg}", location=Location(str(path), exc.lineno, exc.colno)) from None
+    except (RecursionError, ValueError) as exc:  # nested past the parser's stack; a 5000-digit number
+        why = "nested too deeply" if isinstance(exc, RecursionError) else bound(str(exc), 200)
+        raise PriceFileError(f"not a usable JSON file: {why}", location=where) from None
+    if _depth(raw) > MAX_PRICE_FILE_DEPTH:
+        raise PriceFileError(f"nested more than {MAX_PRICE_FILE_DEPTH} levels deep; not a price file",
+                             location=where)
+    return raw
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (without recursion: it may be nested deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_PRICE_FILE_DEPTH:
+                break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _check_rules(rules: ModelRules, path: Path) -> None:
+    unpriced = [r for r in rules.resolutions if (r, False) not in rules.rates]
+    if unpriced:
+        raise PriceFileError(
+            f"resolution(s) {', '.join(unpriced)} have no price",
+            location=Location(file=str(path), path=f"models.{rules.id}.prices"),
+            hint="every listed resolution needs text_or_image and video_input rates",
+        )
+    unknown = [r for r in rules.max_mbit_per_second if r not in rules.resolutions]
+    if unknown:
+        raise PriceFileError(
+            f"resolution(s) {', '.join(unknown)} are not offered by {rules.id}",
+            location=Location(file=str(path), path=f"models.{rules.id}.max_file.mbit_per_second"),
+            hint=f"list only its resolutions: {_one_of(rules.resolutions)}",
+        )
+
+
 def _model_rules(model_id: str, spec: Mapping[str, Any]) -> ModelRules:
+    max_file = spec.get("max_file", {})
     rates = {}
     for resolution, kinds in spec["prices"].items():
         for kind, rate in kinds.items():
@@ -163,6 +219,8 @@ def _model_rules(model_id: str, spec: Mapping[str, Any]) -> ModelRules:
         aspect_ratios=tuple(spec["aspect_ratios"]),
         max_image_urls=int(spec["max_image_urls"]),
         rates=rates,
+        max_mbit_per_second={r: float(v) for r, v in max_file.get("mbit_per_second", {}).items()},
+        file_margin_bytes=int(float(max_file.get("margin_mib", FALLBACK_MARGIN_MIB)) * MIB),
     )
 
 
@@ -267,6 +325,25 @@ def price_request(request: Mapping[str, Any], catalog: Catalog) -> Cost:
     seconds = int(data["duration"])
     credits = rate.credits_per_second * seconds
     return Cost(credits=credits, usd=catalog.credit_usd * credits, fal_usd=rate.fal_usd_per_second * seconds)
+
+
+def max_video_bytes(request: Mapping[str, Any], catalog: Catalog) -> int:
+    """The most bytes the finished video of ``request`` may take: a download past it is refused.
+
+    The model's highest bitrate for the request's resolution (``max_file.mbit_per_second``
+    in the model data) times its duration, plus the model's margin (``max_file.margin_mib``:
+    the container, the audio track, a slow first second).
+    """
+    model = request.get("model")
+    rules = catalog.models.get(model) if isinstance(model, str) else None
+    data = request.get("input")
+    data = data if isinstance(data, Mapping) else {}
+    duration = data.get("duration")
+    seconds = duration if isinstance(duration, int) and not isinstance(duration, bool) and duration > 0 else 1
+    if rules is None:
+        return int(FALLBACK_MBIT_PER_SECOND * 1_000_000 / 8 * seconds + FALLBACK_MARGIN_MIB * MIB)
+    mbps = rules.max_mbit_per_second.get(str(data.get("resolution")), FALLBACK_MBIT_PER_SECOND)
+    return int(mbps * 1_000_000 / 8 * seconds) + rules.file_margin_bytes
 
 
 def price_jobs(jobs: Iterable[Job], catalog: Catalog) -> list[PricedJob]:
