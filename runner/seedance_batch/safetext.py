@@ -67,12 +67,15 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     return _CREDENTIAL.sub(lambda m: f"{m.group(1)} {REDACTED}" if m.group(1) else REDACTED, text)
 
 
-def bound(text: str, limit: int = MAX_SERVICE_TEXT) -> str:
-    """``text`` cut to at most ``limit`` characters, saying how much was left out."""
-    if len(text) <= limit:
+def bound(text: str, limit: int = MAX_SERVICE_TEXT, *, total: int | None = None) -> str:
+    """``text`` cut to at most ``limit`` characters, saying how much was left out.
+
+    ``total``: the length of the text ``text`` was already cut from, for the count.
+    """
+    length = max(len(text), total or 0)
+    if length <= limit:
         return text
-    more = len(text) - limit
-    return f"{text[:limit]}… ({more} more characters)"
+    return f"{text[:limit]}… ({length - limit} more characters)"
 
 
 def service_text(value: object, secrets: Iterable[str | None] = (), limit: int = MAX_SERVICE_TEXT) -> str:
@@ -81,11 +84,13 @@ def service_text(value: object, secrets: Iterable[str | None] = (), limit: int =
     Lone surrogates (which no file or terminal can encode) become U+FFFD.
     """
     text = value if isinstance(value, str) else str(value)
+    total = len(text)
     # Cut generously first so a 20 MB message costs no 20 MB of scrubbing; secrets
     # straddling that first cut are gone with the rest.
     text = text[: limit * 4]
     text = text.encode("utf-8", "replace").decode("utf-8") if _has_surrogate(text) else text
-    return bound(scrub(text, secrets), limit)
+    scrubbed = scrub(text, secrets)
+    return bound(scrubbed, limit, total=total - len(text) + len(scrubbed))
 
 
 def _has_surrogate(text: str) -> bool:
