@@ -31,7 +31,7 @@ def ledger(tmp_path: Path):
 
 def test_receiver_accepts_both_shapes_persists_first_and_is_idempotent(ledger: Ledger) -> None:
     seen = []
-    with run_receiver(ledger, on_event=seen.append) as url:
+    with run_receiver(ledger, on_event=seen.append, campaign="c") as url:
         with httpx.Client(base_url=url) as http:
             files = [{"file_url": "http://files/v.mp4?sig=1", "file_type": "video"}]
             nested = http.post("/hook", json={"data": {"task_id": "task-1", "status": "finished", "files": files}})
@@ -57,7 +57,7 @@ def test_receiver_accepts_both_shapes_persists_first_and_is_idempotent(ledger: L
 
 def test_a_failed_event_alone_does_not_fail_a_job(ledger: Ledger) -> None:
     # unsigned events are hints: the status endpoint decides (a forged "failed" could cost a resubmit)
-    with run_receiver(ledger) as url:
+    with run_receiver(ledger, campaign="c") as url:
         assert httpx.post(f"{url}/hook", json={"task_id": "task-1", "status": "failed"}).status_code == 200
     assert ledger.record("c", "k1").state is JobState.SUBMITTED
     assert ledger.events("c")[-1].detail["status"] == "failed"
@@ -69,7 +69,7 @@ def test_a_run_driven_by_callbacks_with_duplicates_and_stale_events(tmp_path: Pa
     with Ledger.open(tmp_path / "run.sqlite") as ledger, \
             run_simulator(SimulatorConfig(time_scale=SCALE, webhooks=hooks)) as sim:
         relay = EventRelay()
-        with run_receiver(ledger, on_event=relay) as url:
+        with run_receiver(ledger, on_event=relay, campaign="demo") as url:
             run_settings = settings(tmp_path, callback_url=f"{url}/apidot")
 
             async def go():

@@ -137,7 +137,7 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
                 raise Interrupted("not confirmed; nothing was submitted")
         started = datetime.now(timezone.utc)
         relay = EventRelay()
-        with _service(api, options) as (base_url, key), _receiver(ledger, settings, options, relay) as settings:
+        with _service(api, options) as (base_url, key), _receiver(ledger, settings, options, relay, plan.campaign) as settings:
             result = anyio.run(_execute, plan, settings, base_url, key, ledger, progress, relay)
         # Every row of the campaign, not just this plan's: spending on jobs no longer in the
         # manifest counts against the budget, in the report as in the plan.
@@ -195,7 +195,7 @@ async def _execute(plan: Plan, settings: RunSettings, base_url: str, key: str, l
 
 @contextmanager
 def _receiver(ledger: Ledger, settings: RunSettings, options: RunOptions,
-              relay: EventRelay) -> Iterator[RunSettings]:
+              relay: EventRelay, campaign: str) -> Iterator[RunSettings]:
     """With ``run.callback_url``, serve the webhook receiver for the run's length.
 
     Under ``--simulate`` it listens on a free loopback port and the simulator is told
@@ -208,7 +208,8 @@ def _receiver(ledger: Ledger, settings: RunSettings, options: RunOptions,
     host, port = ("127.0.0.1", 0) if options.simulate else _split_listen(options.listen)
     with ExitStack() as stack:
         try:
-            url = stack.enter_context(run_receiver(ledger, host=host, port=port, on_event=relay))
+            url = stack.enter_context(run_receiver(ledger, host=host, port=port, on_event=relay,
+                                                           campaign=campaign))
         except UsageError as exc:  # its words name the simulator's --host/--port
             why = exc.message.rsplit(": ", 1)[-1]
             raise UsageError(f"cannot listen on --listen {host}:{port}: {why}",
