@@ -71,7 +71,8 @@ def test_transitions_never_move_a_job_backwards(led: Ledger) -> None:
     led.downloaded("c", "k1", "p", 1, "0" * 64)
     assert not led.finished("c", "k1", "u2", source="webhook")  # a late duplicate
     assert not led.failed("c", "k1", "task_failed", "late")
-    assert not led.submitted("c", "k1", "task-2", None)
+    with pytest.raises(LedgerError, match="task task-2 cannot go on this job's row"):
+        led.submitted("c", "k1", "task-2", None)  # a second task is never dropped silently
     assert led.record("c", "k1").state is JobState.DONE
 
 

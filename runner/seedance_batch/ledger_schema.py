@@ -4,17 +4,30 @@ Shaped after simonw/llm's ``migrations.py``: each migration is a function, appli
 once, in order, in its own transaction, and its name recorded. A ledger that lists
 a migration this version does not know was written by a newer seedance-batch and
 is refused with a clear message rather than misread.
+
+Before anything is written, :func:`applied_migrations` makes sure the file is a
+ledger (or an empty database: a new one). A database of another program is refused
+and left as it was, byte for byte. :func:`check_shape` refuses a ledger whose tables
+lack a column this version reads.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
+from functools import cache
 
 from .errors import LedgerError, Location
+from .safetext import bound, one_line
 
-__all__ = ["MIGRATIONS", "migrate", "now_iso"]
+__all__ = ["MIGRATIONS", "applied_migrations", "check_shape", "migrate", "now_iso"]
+
+# How many of a foreign database's own table names a refusal shows (enough to recognise it).
+_SHOWN_NAMES = 3
+# A refusal names what it found, bounded: table names are outside text.
+_SHOWN_NAME_CHARS = 60
+_NOT_A_LEDGER_HINT = "point --state at another file, or move this one away"
 
 
 def now_iso() -> str:
@@ -52,17 +65,79 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
 )
 
 
-def migrate(db: sqlite3.Connection, where: Location) -> None:
-    """Apply the migrations this ledger lacks, in order, each in its own transaction."""
-    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    applied = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+def applied_migrations(db: sqlite3.Connection, where: Location) -> tuple[str, ...]:
+    """The migrations this ledger has applied; ``()`` for an empty database (a new ledger).
+
+    Only reads. Raises :class:`LedgerError` for a database that belongs to another
+    program (tables of its own, or a ``_migrations`` table with none of ours) and for
+    a ledger written by a newer seedance-batch. SQLite errors (not a database at all,
+    cannot open) propagate as :class:`sqlite3.Error` for the caller to word.
+    """
+    objects = db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+    if not objects:
+        return ()
+    tables = {name for kind, name in objects if kind == "table"}
+    foreign = LedgerError(f"not a seedance-batch ledger (it holds tables of another program: "
+                          f"{_shown(tables or {name for _, name in objects})})",
+                          location=where, hint=_NOT_A_LEDGER_HINT)
+    if "_migrations" not in tables:
+        raise foreign
+    try:
+        applied = {str(row[0]) for row in db.execute("SELECT name FROM _migrations")}
+    except sqlite3.OperationalError:  # a _migrations table of another shape: another program's
+        raise foreign from None
     known = {name for name, _ in MIGRATIONS}
+    if not applied & known and (applied or tables != {"_migrations"}):
+        # Another tool's _migrations table (a common name), or a bare one beside foreign tables.
+        raise foreign
     newer = sorted(applied - known)
     if newer:
         raise LedgerError(
-            f"this ledger was written by a newer seedance-batch (schema {newer[-1]})", location=where,
+            f"this ledger was written by a newer seedance-batch (schema {_shown(newer[-1:])})", location=where,
             hint="upgrade seedance-batch (pip install -U seedance-batch), or use another --state file",
         )
+    return tuple(name for name, _ in MIGRATIONS if name in applied)
+
+
+def check_shape(db: sqlite3.Connection, where: Location) -> None:
+    """Refuse a ledger whose tables lack a column this version reads (a hand-edited or foreign file)."""
+    for table, columns in _expected_shape().items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        missing = [column for column in columns if column not in have]
+        if missing:
+            what = f"has no {table} table" if not have else f"its {table} table has no {', '.join(missing)}"
+            raise LedgerError(f"not a ledger this version can read ({what})", location=where,
+                              hint=_NOT_A_LEDGER_HINT)
+
+
+@cache
+def _expected_shape() -> Mapping[str, tuple[str, ...]]:
+    """Each table's columns as the migrations make them (built once in memory: never out of step)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for _, step in MIGRATIONS:
+            step(db)
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                               "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        return {table: tuple(row[1] for row in db.execute(f"PRAGMA table_info({table})")) for table in tables}
+    finally:
+        db.close()
+
+
+def _shown(names: Iterable[str]) -> str:
+    """A few names found in a file, safe to print on one line."""
+    ordered = sorted(names)
+    shown = ", ".join(one_line(bound(name, _SHOWN_NAME_CHARS)) for name in ordered[:_SHOWN_NAMES])
+    return shown + (f" and {len(ordered) - _SHOWN_NAMES} more" if len(ordered) > _SHOWN_NAMES else "")
+
+
+def migrate(db: sqlite3.Connection, where: Location) -> None:
+    """Apply the migrations this ledger lacks, in order, each in its own transaction.
+
+    :func:`applied_migrations` runs first, so nothing is written to a file that is not a ledger.
+    """
+    applied = set(applied_migrations(db, where))
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     for name, step in MIGRATIONS:
         if name in applied:
             continue

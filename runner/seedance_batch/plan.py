@@ -252,25 +252,26 @@ class LedgerView:
     manifest: Manifest
     plan: Plan
     records: tuple[JobRecord, ...]  # every ledger row of the campaign, oldest first
-    recovered: tuple[JobRecord, ...]  # crashed submits this look turned into unknown
     ledger_path: Path
 
 
-def view_campaign(manifest_path: Path, state: str | None, *, recover: bool = False, **flags: Any) -> LedgerView:
-    """Plan ``manifest_path`` against the ledger at ``state`` without running anything.
+def view_campaign(manifest_path: Path, state: str | None, **flags: Any) -> LedgerView:
+    """Plan ``manifest_path`` against the ledger at ``state`` without running or writing anything.
 
-    A missing ledger is read as empty and not created. ``recover`` turns crashed
-    submits into ``unknown`` first (skipped while a run holds the ledger).
+    The ledger is opened read-only (on a read-only file system too) and never
+    recovered: a ``submitting`` row may be a live run's, and only a run, holding the
+    run lock, may decide it crashed. A missing or empty ledger is read as empty and
+    not created; a file that is not a ledger is refused, untouched.
     """
     path = default_path(state)
-    if not path.exists():
+    ledger = Ledger.open_read_only(path)
+    if ledger is None:
         manifest, plan = load_plan(manifest_path, None, **flags)
-        return LedgerView(manifest, plan, (), (), path)
-    with Ledger.open(path) as ledger:
-        recovered = tuple(ledger.recover()) if recover else ()
+        return LedgerView(manifest, plan, (), path)
+    with ledger:
         manifest, plan = load_plan(manifest_path, ledger, **flags)
         records = tuple(ledger.records(plan.campaign))
-    return LedgerView(manifest, plan, records, recovered, path)
+    return LedgerView(manifest, plan, records, path)
 
 
 @contextmanager
