@@ -321,10 +321,10 @@ def test_summary_md_gives_totals_cost_against_budget_and_failures(written: Repor
         "**18 jobs**: 5 done · 1 downloading · 1 in flight · 8 planned · 1 timed out · 1 unknown · 1 failed  ")
     assert lines[3] == "**Video**: 25 s rendered of 90 s planned  "
     assert lines[4] == ("**Cost**: $10.00 spent + $8.00 to render = $18.00 of $30.00 budget (within budget) · "
-                        "whole campaign at list price $18.00 (3,600 credits) · fal.ai would charge $27.22")
+                        "whole campaign at list price $18.00 (3,600 credits) · `fal.ai` would charge $27.22")
     assert "#### Failures (3)" in lines
-    assert ("| `hero/fr-FR/9x16` | failed | 3 | content policy: see "
-            "https://cdn.example.com/out/v.mp4?REDACTED (key REDACTED) |") in lines
+    assert ("| `hero/fr-FR/9x16` | failed | 3 | `content policy: see "
+            "https://cdn.example.com/out/v.mp4?REDACTED (key REDACTED)` |") in lines
 
 
 def test_summary_md_says_over_budget_and_escapes_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,7 +335,7 @@ def test_summary_md_says_over_budget_and_escapes_cells(tmp_path: Path, monkeypat
                      budget_usd=Decimal("0.50"))
     text = write_reports(plan, [record], out_dir=Path("r"), manifest_sha256="", step_summary=False).summary.read_text()
     assert "$1.00 spent of $0.50 budget (**OVER budget**)" in text
-    assert "| bad \\| &lt;b&gt;value&lt;/b&gt; second line |" in text
+    assert "| `bad \\| <b>value</b> second line` |" in text  # a code span: shown literally, never HTML
 
 
 def test_summary_is_appended_to_the_github_step_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,6 @@ commands that need them, so ``validate`` and ``plan`` start fast.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
@@ -23,6 +22,7 @@ from . import __version__, display
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BudgetExceeded, Interrupted, SeedanceError
 from .models import load_catalog
 from .plan import check_budget, load_plan, view_campaign, write_plan_json
+from .safetext import one_line
 
 __all__ = ["cli", "main"]
 
@@ -44,18 +44,28 @@ def cli() -> None:
 
 
 class _Usd(click.ParamType):
-    """An amount of US dollars, as an exact Decimal."""
+    """An amount of US dollars, as an exact Decimal, from 0 to :attr:`MAX`."""
 
     name = "usd"
+    # No campaign costs a billion dollars: more is a typo. Unbounded, 9e999999999 is a
+    # MemoryError and 1e100000000 minutes of printing it to the cent. The manifest's
+    # budget.max_usd and run.confirm_above_usd have the same maximum (the schema's).
+    MAX = Decimal(10**9)
+    # Longer text is no amount anyone means ("1000000000.00" is 13); refused unparsed.
+    MAX_CHARS = 40
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
+        from .safetext import bound
+
+        text = str(value).strip()
         try:
-            amount = Decimal(str(value))
+            amount = Decimal(text) if len(text) <= self.MAX_CHARS else None
         except InvalidOperation:
-            self.fail(f"{value!r} is not an amount in USD (e.g. 25 or 12.50)", param, ctx)
-        if not amount.is_finite() or amount < 0:
-            self.fail(f"{value!r} is not an amount in USD (e.g. 25 or 12.50)", param, ctx)
-        return amount
+            amount = None
+        if amount is None or not amount.is_finite() or not 0 <= amount <= self.MAX:
+            self.fail(f"{bound(repr(text), self.MAX_CHARS)} is not an amount in USD from 0 to {self.MAX} "
+                      "(e.g. 25 or 12.50)", param, ctx)
+        return amount if amount else Decimal(0)  # -0 is 0
 
 
 MANIFEST_ARGUMENT = click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
@@ -118,7 +128,7 @@ def plan(manifest: Path, as_json: bool, write_report: bool, state: str | None, *
     else:
         console = _console()
         console.print(display.plan_table(view.plan))
-        console.print(display.plan_summary(view.plan), highlight=False)
+        console.print(display.plan_summary(view.plan), markup=False, highlight=False)
     if write_report:  # before the budget check: an over-budget plan is worth a report too
         from .report import default_report_dir, report_line, write_reports
 
@@ -153,7 +163,9 @@ def prices(prices: str | None) -> int:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8750, show_default=True, help="0: any free port.")
-@click.option("--time-scale", type=float, default=1.0, show_default=True,
+# The range simulator.config enforces (MIN_TIME_SCALE, MAX_TIME_SCALE; a test keeps them
+# equal): written out because importing the simulator here would slow every command.
+@click.option("--time-scale", type=click.FloatRange(1e-6, 1000.0), default=1.0, show_default=True,
               help="Real seconds per service second: scales render times, rate-limit windows, URL "
                    "lifetime and webhook delays (0.01: a 60 s render takes 0.6 s).")
 @click.option("--key-prefix", default="sk-sim", show_default=True, help="Accept any API key starting with this.")
@@ -210,7 +222,7 @@ def _announce_simulator(url: str) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds per job before timed_out.")
 @REPORT_DIR_OPTION
-@click.option("--time-scale", type=float, default=None, metavar="FACTOR",
+@click.option("--time-scale", type=click.FloatRange(1e-6, 1000.0), default=None, metavar="FACTOR",  # as simulate's
               help="The service's clock runs this much faster (a simulator started with --time-scale); "
                    "scales rate limits, timeouts and polling. Default 1, or 0.02 with --simulate.")
 @click.option("--listen", default=None, metavar="HOST:PORT",
@@ -231,14 +243,14 @@ def run(manifest: Path, simulate: bool, yes: bool, retry_failed: bool, resubmit_
     )
     outcome = launch.run_manifest(options, confirm=_confirm_spend, progress=choose_progress())
     for rec in outcome.recovered:
-        click.echo(f"{rec.label}: a crashed run left its submit unanswered; now unknown (see --resubmit-unknown)",
-                   err=True)
+        click.echo(f"{one_line(rec.label)}: a crashed run left its submit unanswered; now unknown "
+                   "(see --resubmit-unknown)", err=True)
     result = outcome.result
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts().items())) or "nothing to do"
-    click.echo(f"{outcome.plan.campaign}: {counts}; submitted {result.submitted} this run; "
+    click.echo(f"{one_line(outcome.plan.campaign)}: {counts}; submitted {result.submitted} this run; "
                f"spent ${Decimal(result.stats['spent_usd']):.2f} in total")
     if outcome.reports is not None:
-        click.echo(f"reports: {outcome.reports.folder}")
+        click.echo(f"reports: {one_line(str(outcome.reports.folder))}")
     if result.interrupted:
         raise Interrupted("interrupted: the ledger is saved; run the same command again to resume")
     if result.error is not None:
@@ -263,17 +275,22 @@ def _confirm_spend(plan: Any, threshold: Decimal) -> bool:
 @STATE_OPTION
 @PRICES_OPTION
 def status(manifest: Path, as_json: bool, state: str | None, prices: str | None) -> int:
-    """Show the ledger's view of a campaign: each job's state, task id, cost and file."""
-    view = view_campaign(manifest, state, recover=True, prices=prices)
+    """Show the ledger's view of a campaign: each job's state, task id, cost and file.
+
+    Only reads (a ledger on a read-only file system too): a job left "submitting"
+    is shown as it stands, since a run may be submitting it right now; the next run
+    turns a crashed one into "unknown".
+    """
+    view = view_campaign(manifest, state, prices=prices)
     rows = display.status_rows(view.plan, Path(view.manifest.output_dir))
     totals: dict[str, int] = {}
     for row in rows:
         totals[row["state"]] = totals.get(row["state"], 0) + 1
     if as_json:
-        click.echo(json.dumps({
+        click.echo(display.inert_json({  # C1 and bidi escaped too, as JSON escapes
             "campaign": view.plan.campaign, "ledger": str(view.ledger_path), "jobs": rows, "totals": totals,
-            "spent_usd": str(view.plan.spent_usd), "recovered": [r.label for r in view.recovered],
-        }, indent=2, ensure_ascii=False))
+            "spent_usd": str(view.plan.spent_usd),
+        }))
         return EXIT_OK
     _console().print(display.status_table(view.plan.campaign, view.ledger_path, rows))
     click.echo(", ".join(f"{n} {s}" for s, n in totals.items()) + f"; spent ${view.plan.spent_usd:.2f}")
@@ -303,7 +320,10 @@ def report(manifest: Path, report_dir: str | None, state: str | None, prices: st
 
 def _console() -> Console:
     # Piped output (CI logs, `| less`) gets room for the tables instead of rich's 80 columns.
-    return Console() if sys.stdout.isatty() else Console(width=120)
+    # No markup or emoji codes in plain strings: what is printed may quote outside text, and
+    # the tables' own styling does not need them.
+    width = None if sys.stdout.isatty() else 120
+    return Console(width=width, markup=False, emoji=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -312,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = cli.main(args=list(argv) if argv is not None else None, prog_name="seedance-batch",
                         standalone_mode=False)
     except SeedanceError as error:
-        lines = error.lines()
+        # A message may quote outside text (a server's words, a manifest value): each line inert.
+        lines = [one_line(line) for line in error.lines()]
         for line in lines:
             click.echo(line if error.location or len(lines) > 1 else f"error: {line}", err=True)
         return error.exit_code

@@ -1,19 +1,57 @@
-"""Terminal views of plans and prices (rich tables); the CLI prints what these build."""
+"""Terminal views of plans and prices (rich tables); the CLI prints what these build.
+
+Every outside text in them (campaign, shot and job names, model ids and provider names
+from a --prices file, task ids, errors and paths from the ledger) goes in as
+:class:`rich.text.Text` made :func:`~seedance_batch.safetext.one_line`: rich markup in
+it is shown, not interpreted (``[/x]`` cannot raise, ``[link=...]`` makes no hyperlink),
+and control and bidi characters are shown escaped. A plain ``str`` cell would be markup.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from collections import defaultdict
 from decimal import Decimal
-
-from rich.table import Table
-
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+from rich.text import Text
+
 from .models import Catalog
 from .plan import Change, Plan
+from .safetext import MAX_SERVICE_TEXT, bound, inert, one_line, service_text
 
-__all__ = ["plan_summary", "plan_table", "prices_table", "status_rows", "status_table"]
+__all__ = ["inert_json", "plan_summary", "plan_table", "prices_table", "show", "status_rows", "status_table"]
+
+# Characters JSON leaves raw that a terminal may act on (DEL, C1 controls, bidi, invisible
+# marks): json.dumps escapes the C0 controls itself.
+_BEYOND_JSON = re.compile("[\x7f-\uffff]")
+
+
+def show(text: object, limit: int | None = None) -> Text:
+    """Outside text as a table cell or a line: one line, escaped, never markup; bounded when asked."""
+    flat = one_line(str(text))
+    return Text(bound(flat, limit) if limit else flat)
+
+
+def inert_json(value: Any) -> str:
+    """``value`` as indented JSON whose text a terminal shows but never acts on.
+
+    Non-ASCII text stays readable; the characters :func:`~seedance_batch.safetext.inert`
+    would escape become ``\\uXXXX`` escapes, so a parser still reads the exact value.
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return _BEYOND_JSON.sub(_json_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    # Lone surrogates too: no terminal can encode them, and JSON spells them so.
+    if inert(char) == char and not "\ud800" <= char <= "\udfff":
+        return char
+    return f"\\u{ord(char):04x}"
 
 
 def _usd(value: Decimal) -> str:
@@ -33,13 +71,15 @@ def plan_table(plan: Plan) -> Table:
             row[3] += cost.credits
             row[4] += cost.usd
             row[5] += cost.fal_usd
-    table = Table(title=f"Plan for campaign {plan.campaign}", title_justify="left")
+    table = Table(title=Text(f"Plan for campaign {one_line(plan.campaign)}"), title_justify="left")
     for heading in ("shot", "model", "resolution"):
         table.add_column(heading)
-    for heading in ("jobs", "to render", "seconds", "credits", "USD", f"{plan.catalog.comparison} USD"):
+    for heading in ("jobs", "to render", "seconds", "credits", "USD"):
         table.add_column(heading, justify="right")
+    table.add_column(show(f"{plan.catalog.comparison} USD"), justify="right")
     for (shot, model, resolution), (jobs, render, seconds, credits, usd, fal) in groups.items():
-        table.add_row(shot, model, resolution, str(jobs), str(render), str(seconds), f"{credits:,}", _usd(usd), _usd(fal))
+        table.add_row(show(shot), show(model), show(resolution), str(jobs), str(render), str(seconds), f"{credits:,}",
+                      _usd(usd), _usd(fal))
     table.add_section()
     total_seconds = sum(int(j.priced.job.input["duration"]) for j in plan.jobs if j.submit)
     table.add_row(
@@ -50,14 +90,17 @@ def plan_table(plan: Plan) -> Table:
 
 
 def plan_summary(plan: Plan) -> str:
-    """The one-paragraph verdict under the table: what changes, what it costs, the budget."""
+    """The one-paragraph verdict under the table: what changes, what it costs, the budget.
+
+    Plain text (print it with ``markup=False``); the price file's names in it are escaped.
+    """
     counts = plan.counts()
     parts = [f"{counts[c.value]} {c.value}" for c in Change if counts[c.value]]
     lines = [f"Jobs: {', '.join(parts) or 'none'}."]
     lines.append(
         f"This run would submit {len(plan.to_submit)} job(s) for {plan.credits:,} credits = {_usd(plan.usd)} "
-        f"({plan.catalog.comparison} would charge {_usd(plan.fal_usd)}); "
-        f"prices of {plan.catalog.snapshot_date}."
+        f"({one_line(plan.catalog.comparison)} would charge {_usd(plan.fal_usd)}); "
+        f"prices of {one_line(plan.catalog.snapshot_date)}."
     )
     if plan.spent_usd:
         lines.append(f"Already spent on this campaign: {_usd(plan.spent_usd)}.")
@@ -74,9 +117,9 @@ def plan_summary(plan: Plan) -> str:
 def prices_table(catalog: Catalog) -> Table:
     """The price table in force, per second of video, with its snapshot date and source."""
     table = Table(
-        title=f"{catalog.provider} prices per second of video, snapshot {catalog.snapshot_date} "
-        f"(1 credit = ${catalog.credit_usd})",
-        caption=f"from {catalog.source}",
+        title=show(f"{catalog.provider} prices per second of video, snapshot {catalog.snapshot_date} "
+                   f"(1 credit = ${catalog.credit_usd})"),
+        caption=show(f"from {catalog.source}"),
         title_justify="left",
     )
     table.add_column("model")
@@ -84,13 +127,13 @@ def prices_table(catalog: Catalog) -> Table:
     table.add_column("video input")
     table.add_column("credits/s", justify="right")
     table.add_column("USD/s", justify="right")
-    table.add_column(f"{catalog.comparison} USD/s", justify="right")
+    table.add_column(show(f"{catalog.comparison} USD/s"), justify="right")
     for rules in catalog.models.values():
         for resolution in rules.resolutions:
             for video_input in (True, False):
                 rate = rules.rates[(resolution, video_input)]
                 table.add_row(
-                    rules.id, resolution, "yes" if video_input else "no", str(rate.credits_per_second),
+                    show(rules.id), show(resolution), "yes" if video_input else "no", str(rate.credits_per_second),
                     f"{(catalog.credit_usd * rate.credits_per_second).normalize():f}", f"{rate.fal_usd_per_second:g}",
                 )
     return table
@@ -107,16 +150,18 @@ def status_rows(plan: Plan, output_dir: Path) -> list[dict[str, Any]]:
             "task_id": rec.task_id if rec else None,
             "cost_usd": str(rec.cost_usd if rec else planned.priced.cost.usd),
             "file": str(output_dir / rec.output_path) if rec and rec.sha256 and rec.output_path else None,
-            "error": rec.error_message if rec else None,
+            # Scrubbed of credential shapes and bounded: a ledger of an older version may hold
+            # a 20 MB message or an echoed key. The task id stays exact (it finds the task).
+            "error": service_text(rec.error_message) if rec and rec.error_message else None,
         })
     return rows
 
 
 def status_table(campaign: str, ledger: Path, rows: list[dict[str, Any]]) -> Table:
     """One line per job: label, state, task id, cost, file (or why it failed)."""
-    table = Table("label", "state", "task id", "cost", "file or error", title=f"{campaign} ({ledger})",
+    table = Table("label", "state", "task id", "cost", "file or error", title=show(f"{campaign} ({ledger})"),
                   title_justify="left")
     for row in rows:
-        table.add_row(row["label"], row["state"], row["task_id"] or "", f"${row['cost_usd']}",
-                      row["file"] or row["error"] or "")
+        table.add_row(show(row["label"]), show(row["state"]), show(row["task_id"] or "", MAX_SERVICE_TEXT),
+                      show(f"${row['cost_usd']}"), show(row["file"] or row["error"] or "", MAX_SERVICE_TEXT))
     return table

@@ -6,6 +6,11 @@ The engine reports through the small :class:`Progress` interface: a job event
 :class:`LiveProgress` shows submitted / rendering / done / failed, spend against
 the budget and an ETA, and prints notable events above the bars. Neither ever
 sees the API key: events carry labels, task ids, states and scrubbed messages.
+
+Labels, task ids and messages are outside text (a manifest's values, the service's
+words): both show them :func:`~seedance_batch.safetext.one_line`, and the live display
+never as rich markup, so ``[/x]`` cannot stop it, ``[link=...]`` makes no hyperlink and
+an escape sequence cannot clear the screen or reach a CI log raw.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from typing import IO, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from .safetext import MAX_SERVICE_TEXT, bound, one_line
 
 __all__ = ["LineProgress", "LiveProgress", "Progress", "QuietProgress", "choose_progress"]
 
@@ -78,11 +86,11 @@ class LineProgress(QuietProgress):
 
     def job(self, label: str, what: str, detail: str = "") -> None:
         super().job(label, what, detail)
-        self._write(f"{label}: {what}" + (f" ({detail})" if detail else ""))
+        self._write(_event_line(label, what, detail))
 
     def note(self, message: str) -> None:
         super().note(message)
-        self._write(message)
+        self._write(one_line(message))
 
 
 class LiveProgress(QuietProgress):
@@ -114,12 +122,14 @@ class LiveProgress(QuietProgress):
         failed = self.counts["failed"] + self.counts["unknown"] + self.counts["timed_out"]
         self._bars.update(self._ids["failed"], completed=failed)
         if what in ("failed", "unknown", "timed_out", "retry"):
-            self._console.print(f"[yellow]{label}[/]: {what}" + (f" ({detail})" if detail else ""), markup=True,
-                                highlight=False)
+            line = Text.assemble((one_line(label), "yellow"), f": {one_line(what)}")
+            if detail:
+                line.append(f" ({_detail(detail)})")
+            self._console.print(line, highlight=False)
 
     def note(self, message: str) -> None:
         super().note(message)
-        self._console.print(message, markup=False, highlight=False)
+        self._console.print(Text(one_line(message)), highlight=False)
 
     def spend(self, spent: Decimal) -> None:
         limit = f" of ${self._budget:.2f}" if self._budget is not None else ""
@@ -127,6 +137,17 @@ class LiveProgress(QuietProgress):
 
     def close(self) -> None:
         self._bars.stop()
+
+
+def _event_line(label: str, what: str, detail: str) -> str:
+    """``label: what (detail)``, every part one inert line."""
+    line = f"{one_line(label)}: {one_line(what)}"
+    return f"{line} ({_detail(detail)})" if detail else line
+
+
+def _detail(detail: str) -> str:
+    # Bounded before it is escaped: a detail quotes the service, whose text has no limit.
+    return one_line(bound(detail, MAX_SERVICE_TEXT))
 
 
 def choose_progress(stream: IO[str] | None = None) -> Progress:

@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 from ..errors import Location, UsageError
 from ..ledger import JobRecord
 from ..plan import Plan
+from ..safetext import one_line
 from .data import Report, build_report
 from .html import report_html
 from .junit import report_junit
@@ -126,11 +127,12 @@ def _why(exc: OSError) -> str:
 
 
 def report_line(paths: ReportPaths) -> str:
-    """What the CLI prints after writing: where the reports are, and the verdict in brief."""
+    """What the CLI prints after writing: where the reports are, and the verdict in brief (one inert line)."""
     totals = paths.report.totals
     done = totals.by_state.get("done", 0)
     return (
-        f"{paths.html} (and report.csv, report.json, junit.xml, summary.md): {totals.jobs} jobs, {done} done, "
+        f"{one_line(str(paths.html))} (and report.csv, report.json, junit.xml, summary.md): "
+        f"{totals.jobs} jobs, {done} done, "
         f"{totals.problems} failed/unknown/timed out; {cost_against_budget(totals).replace('**', '')}"
     )
 

@@ -5,12 +5,18 @@ the API's message; every other state (planned, pending, in flight) is skipped
 with the reason, since nothing is wrong with it yet. The layout follows the
 common JUnit schema (testsuites > testsuite > testcase) that GitHub, GitLab and
 Jenkins read.
+
+Every attribute and text goes through :func:`~seedance_batch.safetext.xml_safe` as
+it is set: a task id with U+FFFE or a manifest name with a control character in it
+must not make the document unreadable to the CI system.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 
+from ..safetext import xml_safe
 from .data import Report, ReportRow
 from .fmt import PROBLEM_REASONS
 
@@ -32,14 +38,14 @@ def report_junit(report: Report) -> str:
     skipped = sum(1 for row in rows if _skipped(row))
     seconds = f"{sum(row.render_seconds or 0 for row in rows):.3f}"
     counts = {"tests": str(len(rows)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
-    root = ET.Element("testsuites", {"name": "seedance-batch", **counts, "time": seconds})
-    suite = ET.SubElement(root, "testsuite", {
+    root = ET.Element("testsuites", _safe({"name": "seedance-batch", **counts, "time": seconds}))
+    suite = _sub(root, "testsuite", {
         "name": report.campaign, **counts, "time": seconds,
         "timestamp": report.started_at or report.generated_at,
     })
-    properties = ET.SubElement(suite, "properties")
+    properties = _sub(suite, "properties", {})
     for name, value in _properties(report):
-        ET.SubElement(properties, "property", {"name": name, "value": value})
+        _sub(properties, "property", {"name": name, "value": value})
     for row in rows:
         suite.append(_testcase(report.campaign, row))
     ET.indent(root)
@@ -62,18 +68,27 @@ def _skipped(row: ReportRow) -> bool:
 
 
 def _testcase(campaign: str, row: ReportRow) -> ET.Element:
-    case = ET.Element("testcase", {"classname": f"{campaign}.{row.shot}", "name": row.label})
+    case = ET.Element("testcase", _safe({"classname": f"{campaign}.{row.shot}", "name": row.label}))
     if row.render_seconds is not None:
         case.set("time", f"{row.render_seconds:.3f}")
     if row.problem:
         message = row.error_message or PROBLEM_REASONS[row.state]
-        failure = ET.SubElement(case, "failure", {"message": message, "type": row.error_class or row.state})
-        failure.text = _details(row)
+        failure = _sub(case, "failure", {"message": message, "type": row.error_class or row.state})
+        failure.text = xml_safe(_details(row))
     elif _skipped(row):
-        ET.SubElement(case, "skipped", {"message": f"{row.state}: {_WHY_SKIPPED[row.state]}"})
+        _sub(case, "skipped", {"message": f"{row.state}: {_WHY_SKIPPED[row.state]}"})
     if row.href:
-        ET.SubElement(case, "system-out").text = f"[[ATTACHMENT|{row.video}]]"
+        _sub(case, "system-out", {}).text = xml_safe(f"[[ATTACHMENT|{row.video}]]")
     return case
+
+
+def _safe(attributes: Mapping[str, str]) -> dict[str, str]:
+    return {name: xml_safe(value) for name, value in attributes.items()}
+
+
+def _sub(parent: ET.Element, tag: str, attributes: Mapping[str, str]) -> ET.Element:
+    """A child element whose attributes XML 1.0 can carry, whatever the report holds."""
+    return ET.SubElement(parent, tag, _safe(attributes))
 
 
 def _details(row: ReportRow) -> str:

@@ -1,27 +1,51 @@
 """summary.md: a short Markdown summary for a pull request comment or a CI step summary.
 
 Totals, cost against the budget, and the failures (at most :data:`MAX_FAILURES`,
-the full list is in report.html). Every cell is escaped: a message cannot break
-the table or inject HTML into the page that renders it.
+the full list is in report.html).
+
+Outside text (the campaign and job names, the service's messages, the manifest path,
+the price file's names) is shown in code spans, which GitHub renders literally: no
+link, image, @mention, emphasis or HTML can come out of it, and a bare URL is not
+autolinked. Control and bidi characters in it are shown escaped
+(:func:`~seedance_batch.safetext.one_line`). Each such text is bounded, and so is the
+document: GitHub refuses a comment over 65,536 characters, so failure rows stop before
+:data:`MAX_SUMMARY`, saying how many were left out and pointing at report.html.
 """
 
 from __future__ import annotations
 
-from .data import STATES, Report, Totals
+import re
+
+from ..safetext import bound, one_line
+from .data import STATES, Report, ReportRow, Totals
 from .fmt import PROBLEM_REASONS, duration, state_word, usd
 
-__all__ = ["MAX_FAILURES", "cost_against_budget", "report_markdown"]
+__all__ = ["MAX_FAILURES", "MAX_SUMMARY", "cost_against_budget", "report_markdown"]
 
 MAX_FAILURES = 20
+# GitHub refuses a pull-request comment over 65,536 characters; the margin is for what a
+# workflow adds around the summary (a heading, a link to the run).
+MAX_SUMMARY = 60_000
+# The longest outside text one failure row shows (a label, a message), escapes included:
+# twenty full rows stay far under MAX_SUMMARY and each still reads as a sentence.
+MAX_CELL = 600
+# The longest name in the header (campaign, manifest path, price snapshot, provider).
+MAX_NAME = 200
+# Room kept for the closing "and N more" line when rows are dropped for length.
+_TAIL_ROOM = 80
+# A run of backticks (a code span's fence must be longer than any run inside it), and a
+# pipe with the backslashes before it (a table cell needs the pipe escaped).
+_BACKTICKS = re.compile("`+")
+_PIPE = re.compile(r"(\\*)\|")
 
 
 def report_markdown(report: Report) -> str:
-    """The summary as Markdown text."""
-    lines = [f"### seedance-batch: campaign `{_code(report.campaign)}`", ""]
+    """The summary as Markdown text, never longer than :data:`MAX_SUMMARY` characters."""
+    lines = [f"### seedance-batch: campaign {_code(report.campaign, MAX_NAME)}", ""]
     lines += _totals_lines(report)
     lines += ["", _provenance(report)]
-    lines += _failure_lines(report)
-    return "\n".join(lines) + "\n"
+    head = "\n".join(lines) + "\n"
+    return head + _failures(report, MAX_SUMMARY - len(head))
 
 
 def _totals_lines(report: Report) -> list[str]:
@@ -34,7 +58,7 @@ def _totals_lines(report: Report) -> list[str]:
         f"**Video**: {totals.seconds_rendered} s rendered of {totals.seconds_planned} s planned  ",
         f"**Cost**: {cost_against_budget(totals)} · whole campaign at list price "
         f"{usd(totals.usd_planned)} ({totals.credits_planned:,} credits) · "
-        f"{_cell(report.comparison)} would charge {usd(totals.fal_usd)}",
+        f"{_code(report.comparison, MAX_NAME)} would charge {usd(totals.fal_usd)}",
     ]
 
 
@@ -52,30 +76,51 @@ def cost_against_budget(totals: Totals) -> str:
 def _provenance(report: Report) -> str:
     run = f", run took {duration(report.duration_seconds)}" if report.duration_seconds is not None else ""
     return (
-        f"Manifest `{_code(report.manifest_path)}` (sha256 `{report.manifest_sha256[:12]}`), "
-        f"prices of {report.prices_snapshot}, report of {report.generated_at}{run}."
+        f"Manifest {_code(report.manifest_path, MAX_NAME)} (sha256 `{report.manifest_sha256[:12]}`), "
+        f"prices of {_code(report.prices_snapshot, MAX_NAME)}, report of {report.generated_at}{run}."
     )
 
 
-def _failure_lines(report: Report) -> list[str]:
+def _failures(report: Report, room: int) -> str:
+    """The failures table, as many rows as fit in ``room`` characters (at most MAX_FAILURES)."""
     problems = [row for row in report.rows if row.problem]
     if not problems:
-        return []
+        return ""
     lines = ["", f"#### Failures ({len(problems)})", "", "| job | state | attempts | message |", "|---|---|---:|---|"]
+    used = sum(len(line) + 1 for line in lines) + _TAIL_ROOM
+    shown = 0
     for row in problems[:MAX_FAILURES]:
-        message = row.error_message or PROBLEM_REASONS[row.state]
-        lines.append(f"| `{_code(row.label)}` | {state_word(row.state)} | {row.attempts} | {_cell(message)} |")
-    if len(problems) > MAX_FAILURES:
-        lines += ["", f"_and {len(problems) - MAX_FAILURES} more: see report.html_"]
-    return lines
+        line = _failure_row(row)
+        if used + len(line) + 1 > room:
+            break
+        lines.append(line)
+        used += len(line) + 1
+        shown += 1
+    if shown < len(problems):
+        lines += ["", f"_and {len(problems) - shown} more: see report.html_"]
+    return "\n".join(lines) + "\n"
 
 
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: one line, pipes escaped, no raw HTML."""
-    flat = " ".join(text.split())
-    return flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+def _failure_row(row: ReportRow) -> str:
+    # Our own reason reads as prose; the service's message is outside text, hence code.
+    message = _code(row.error_message, MAX_CELL, table=True) if row.error_message else PROBLEM_REASONS[row.state]
+    return f"| {_code(row.label, MAX_CELL, table=True)} | {state_word(row.state)} | {row.attempts} | {message} |"
 
 
-def _code(text: str) -> str:
-    """Text safe inside a single-backtick code span (shown literally, so no entities)."""
-    return " ".join(text.split()).replace("`", "'").replace("|", "\\|")
+def _code(text: str, limit: int, *, table: bool = False) -> str:
+    """``text`` as a Markdown code span: one line, escaped, bounded, shown literally.
+
+    The fence is longer than any run of backticks inside (padded with a space when the
+    text starts or ends with one), so no text can close it early. In a ``table`` cell a
+    pipe is escaped with an odd number of backslashes before it: GitHub (cmark-gfm) reads
+    two backslashes as an escaped backslash, so a backslash of the text's own must not
+    pair with the escape (it then shows doubled, which is harmless).
+    """
+    flat = bound(one_line(" ".join(text.split())), limit)
+    if not flat:
+        return ""
+    if table:
+        flat = _PIPE.sub(lambda m: m.group(1) + "\\" * (len(m.group(1)) % 2) + "\\|", flat)
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"

@@ -1,15 +1,21 @@
 """Redaction: what may never reach a report, whatever the format.
 
-Three rules, applied to every free text a report shows (prompts, error messages,
-combination values, file URLs):
+Four rules, applied to every free text a report shows (prompts, error messages,
+combination values, file URLs, task ids):
 
+* any secret the caller names (the API key) is replaced, in case a message quotes it,
+  and so is anything shaped like a credential (``Bearer ...``, ``sk-...``, see
+  :func:`seedance_batch.safetext.scrub`): a ledger written by an older version, read
+  where the key is not in the environment (a pull request's plan job), cannot leak it;
 * a URL with a query string (or a fragment, or credentials) keeps its scheme,
   host and path and loses the rest: signed media and result URLs carry their
   access token there, and the provider asks that private media URLs are never logged;
-* any secret the caller names (the API key) is replaced, in case a message quotes it;
-* characters XML 1.0 cannot carry are dropped, so junit.xml stays well-formed.
+* what the service sent is bounded (:meth:`Redactor.service`), cut only after scrubbing,
+  so a 20 MB message from an old ledger is not a 20 MB report;
+* characters XML 1.0 cannot carry are dropped (junit.xml cleans its own text too).
 
 Prompts of jobs marked ``private: true`` are replaced whole by :data:`PRIVATE_PROMPT`.
+Making text inert for a terminal or for Markdown is each format's job, not this one's.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+from ..safetext import MAX_SERVICE_TEXT, scrub, xml_safe
+
 __all__ = ["PRIVATE_PROMPT", "REDACTED", "Redactor", "redact_url"]
 
 REDACTED = "REDACTED"
@@ -25,8 +33,9 @@ PRIVATE_PROMPT = "[private prompt: not shown in reports]"
 
 # A URL inside running text: scheme://, then anything up to whitespace, quotes or brackets.
 _URL = re.compile(r"""\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>()\[\]{}]+""")
-# Characters outside XML 1.0's Char production (tab, newline and carriage return are allowed).
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# How much of a service text is scrubbed, as a multiple of what is kept: enough that
+# scrubbing never shortens the kept part below its limit, without scrubbing 20 MB to show 500.
+_SCAN_FACTOR = 4
 # Secrets shorter than this are not scrubbed: replacing "a" everywhere would destroy the text.
 _MIN_SECRET = 6
 
@@ -60,16 +69,36 @@ class Redactor:
         self._secrets = tuple(sorted(found, key=len, reverse=True))
 
     def text(self, value: str | None) -> str | None:
-        """``value`` with secrets, URL queries and XML-invalid characters removed."""
+        """``value`` with secrets, credential-shaped tokens, URL queries and XML-invalid characters removed."""
         if value is None:
             return None
-        for secret in self._secrets:
-            value = value.replace(secret, REDACTED)
-        value = _URL.sub(lambda m: redact_url(m.group(0)), value)
-        return _NOT_XML.sub("", value)
+        return self._finish(self._scrub(value))
+
+    def service(self, value: str | None, limit: int = MAX_SERVICE_TEXT) -> str | None:
+        """A text the service sent (a message, a task id, a file URL): :meth:`text`, bounded to ``limit``.
+
+        Scrubbed before it is cut, so a secret at the cut cannot leave its first characters.
+        """
+        if value is None:
+            return None
+        head = value[: limit * _SCAN_FACTOR]
+        clean = self._scrub(head)
+        if len(clean) > limit or len(head) < len(value):
+            # The count is of the text as stored, not of the part scrubbed.
+            clean = f"{clean[:limit]}… ({len(value) - limit} more characters)"
+        return self._finish(clean)
 
     def prompt(self, value: str | None, *, private: bool) -> str:
         """A job's prompt as reports may show it."""
         if private:
             return PRIVATE_PROMPT
         return self.text(value) or ""
+
+    def _scrub(self, value: str) -> str:
+        for secret in self._secrets:
+            value = value.replace(secret, REDACTED)
+        return scrub(value)  # credential shapes: what the key may be where it is not known
+
+    @staticmethod
+    def _finish(value: str) -> str:
+        return xml_safe(_URL.sub(lambda m: redact_url(m.group(0)), value))

@@ -28,7 +28,13 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_FREE_TEXT = frozenset({"label", "shot", "combination", "error_message", "prompt"})
+# Columns whose text this module writes itself from numbers, booleans or the ledger's own
+# state words; every other column holds outside text (the service's task ids and messages,
+# the manifest's names and paths, the ledger's stamps) and is guarded.
+_OWN_TEXT = frozenset({
+    "state", "duration_s", "generate_audio", "attempts", "credits", "cost_usd", "fal_usd", "spent_usd",
+    "render_s", "size", "private", "key", "change",
+})
 JSON_SCHEMA_ID = "seedance-batch/report/1"
 
 
@@ -60,7 +66,7 @@ def _csv_values(row: ReportRow) -> dict[str, Any]:
 
 def _cell(name: str, value: Any) -> str:
     text = "" if value is None else str(value)
-    if name in _FREE_TEXT and text.startswith(_FORMULA_START):
+    if name not in _OWN_TEXT and text.startswith(_FORMULA_START):
         return "'" + text  # shown as typed, never evaluated
     return text
 
