@@ -215,11 +215,13 @@ def _announce_simulator(url: str) -> None:
 @RETRY_FAILED_OPTION
 @RESUBMIT_UNKNOWN_OPTION
 @MAX_USD_OPTION
-@click.option("--submits-per-minute", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--status-per-minute", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--max-in-flight", type=click.IntRange(min=1), default=None)
-@click.option("--max-attempts", type=click.IntRange(min=1), default=None)
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+# The ranges of the manifest's run: keys (schemas/manifest.schema.json): inf or 1e300 would
+# hang a run as surely as a typo in the manifest.
+@click.option("--submits-per-minute", type=click.FloatRange(min=0, min_open=True, max=6000), default=None)
+@click.option("--status-per-minute", type=click.FloatRange(min=0, min_open=True, max=6000), default=None)
+@click.option("--max-in-flight", type=click.IntRange(1, 1000), default=None)
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=None)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True, max=259200), default=None,
               help="Seconds per job before timed_out.")
 @REPORT_DIR_OPTION
 @click.option("--time-scale", type=click.FloatRange(1e-6, 1000.0), default=None, metavar="FACTOR",  # as simulate's

@@ -18,12 +18,14 @@ from typing import Any
 
 from . import schema_check
 from .errors import Location, ManifestError, ManifestErrors
-from .sources import AxisSource, load_sources
+from .sources import AxisSource, FileRefused, load_sources, read_regular
 from .yamlsrc import Pos, YamlProblem, load_yaml
 
-__all__ = ["AxisSource", "Manifest", "ManifestPath", "dotted", "load_manifest"]
+__all__ = ["MAX_BYTES", "AxisSource", "Manifest", "ManifestPath", "dotted", "load_manifest"]
 
-MAX_BYTES = 64 * 1024 * 1024
+# A real manifest is a few kB, a thousand-shot one a few hundred; long lists belong in
+# ``from:`` data files. Parsing is bounded by yamlsrc.MAX_NODES; this bounds the read.
+MAX_BYTES = 8 * 2**20
 
 ManifestPath = tuple["str | int", ...]
 
@@ -109,11 +111,15 @@ def load_manifest(path: str | Path) -> Manifest:
 
 
 def _read(path: Path) -> bytes:
+    """The manifest's bytes: a regular file of at most MAX_BYTES (a FIFO or a device is refused, not read)."""
     where = Location(file=str(path))
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise ManifestError(f"manifest is larger than {MAX_BYTES // 2**20} MiB", location=where)
-        return path.read_bytes()
+        return read_regular(path, MAX_BYTES)
+    except FileRefused as refused:
+        if refused.too_large:
+            raise ManifestError(f"manifest is larger than {MAX_BYTES // 2**20} MiB; a manifest may be at most "
+                                f"{MAX_BYTES // 2**20} MiB (long lists go in from: data files)", location=where) from None
+        raise ManifestError(f"{refused.why}; give the manifest's .yaml file", location=where) from None
     except FileNotFoundError:
         raise ManifestError("manifest not found", location=where) from None
     except IsADirectoryError:

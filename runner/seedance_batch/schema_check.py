@@ -3,7 +3,15 @@
 jsonschema's own messages ("Additional properties are not allowed ...") are
 rewritten into one line each that names the key, says what is allowed, and
 suggests the nearest known key for a typo. Positions come from the caller's
-``locate`` (a path in the data -> Location in the YAML source).
+``locate`` (a path in the data -> Location in the YAML source). A value is
+quoted in a message at most ``yamlsrc.MAX_SHOWN`` characters long.
+
+``pattern`` means what it means in ECMA-262, the dialect JSON Schema names and
+editors use: ``$`` is the end of the text. Python's ``$`` also matches before a
+final newline, so ``name: "rt\\n"`` would pass ``^[a-z0-9._-]*$`` and make a
+folder with a newline; :func:`ecma_pattern` compiles patterns with ``\\Z`` for
+``$``. The schema stays portable, and every pattern in it (``propertyNames``
+too) is checked the way editors check it.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from ._data import data_path
 from .errors import Location, ManifestError
+from .yamlsrc import shown
 
-__all__ = ["axis_value_errors", "did_you_mean", "manifest_errors", "manifest_schema"]
+__all__ = ["axis_value_errors", "did_you_mean", "ecma_pattern", "manifest_errors", "manifest_schema"]
 
 # The catalog (schemas/models.json or --prices) is the authority on these; the schema's
 # enums and bounds exist for editor completion, so the loader leaves them to models.check_request.
@@ -46,11 +55,47 @@ def manifest_schema() -> dict[str, Any]:
 
 
 @cache
-def _validator(definition: str | None = None) -> jsonschema.Draft202012Validator:
+def ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled with ECMA-262's ``$`` (the end of the text), for Python's ``re``.
+
+    Every unescaped ``$`` outside a character class becomes ``\\Z``. The schema's
+    patterns avoid the other constructs whose meaning differs (``\\d``, ``\\w``,
+    ``\\b``, ``.``); tests/test_hostile_manifests.py keeps them so.
+    """
+    out: list[str] = []
+    index, in_class = 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":  # an escape: copied as it is, with the character it escapes
+            out.append(pattern[index:index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True  # until the first unescaped "]", as in ECMA-262
+        elif char == "$":
+            char = "\\Z"
+        out.append(char)
+        index += 1
+    return re.compile("".join(out))
+
+
+def _pattern(validator: Any, rule: str, instance: Any, schema: dict[str, Any]) -> Iterable[ValidationError]:
+    """The ``pattern`` keyword with ECMA-262 semantics (:func:`ecma_pattern`)."""
+    if validator.is_type(instance, "string") and not ecma_pattern(rule).search(instance):
+        yield ValidationError(f"{shown(instance)} does not match {rule!r}")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
+@cache
+def _validator(definition: str | None = None) -> Any:
     schema = manifest_schema()
     if definition is not None:
         schema = {"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}
-    return jsonschema.Draft202012Validator(schema)
+    return _Validator(schema)
 
 
 def manifest_errors(data: Any, locate: Locate) -> list[ManifestError]:
@@ -104,18 +149,18 @@ def _message(error: ValidationError) -> str:
     schema = error.schema if isinstance(error.schema, dict) else {}
     simple: dict[str, Callable[[], str]] = {
         "type": lambda: f"expected {_expected(rule)}, got {_describe(value)}",
-        "enum": lambda: f"{value!r} is not allowed; allowed: {', '.join(map(str, rule))}" + _suggest(value, rule),
-        "const": lambda: f"{value!r} is not supported; allowed: {rule!r}",
-        "pattern": lambda: f"{value!r} is not allowed; {schema.get('patternErrorMessage') or 'must match ' + rule}",
+        "enum": lambda: f"{shown(value)} is not allowed; allowed: {', '.join(map(str, rule))}" + _suggest(value, rule),
+        "const": lambda: f"{shown(value)} is not supported; allowed: {rule!r}",
+        "pattern": lambda: f"{shown(value)} is not allowed; {schema.get('patternErrorMessage') or 'must match ' + rule}",
         "minItems": lambda: "must not be empty" if rule == 1 else f"needs at least {rule} items",
         "maxItems": lambda: f"has {len(value)} items; at most {rule} allowed",
         "minLength": lambda: "must not be empty",
         "maxLength": lambda: f"is longer than {rule} characters",
         "minProperties": lambda: "must not be empty",
-        "minimum": lambda: f"{value!r} is too small; at least {rule}",
-        "maximum": lambda: f"{value!r} is too large; at most {rule}",
-        "exclusiveMinimum": lambda: f"{value!r} is too small; must be more than {rule}",
-        "not": lambda: f"{value!r} is reserved; choose another name",
+        "minimum": lambda: f"{shown(value)} is too small; at least {rule}",
+        "maximum": lambda: f"{shown(value)} is too large; at most {rule}",
+        "exclusiveMinimum": lambda: f"{shown(value)} is too small; must be more than {rule}",
+        "not": lambda: f"{shown(value)} is reserved; choose another name",
     }
     if kind in simple:
         return simple[kind]()
@@ -128,13 +173,13 @@ def _message(error: ValidationError) -> str:
 def _bad_key(error: ValidationError) -> str:
     name = error.instance
     if error.validator == "not":
-        return f"key {name!r} is reserved; choose another name"
+        return f"key {shown(name)} is reserved; choose another name"
     hint = error.schema.get("patternErrorMessage") if isinstance(error.schema, dict) else None
-    return f"key {name!r} is not allowed; {hint or 'must match ' + str(error.validator_value)}"
+    return f"key {shown(name)} is not allowed; {hint or 'must match ' + str(error.validator_value)}"
 
 
 def _unknown_key(key: Any, allowed: list[str]) -> str:
-    return f"unknown key {key!r}{_suggest(key, allowed)}; allowed: {', '.join(allowed)}"
+    return f"unknown key {shown(key)}{_suggest(key, allowed)}; allowed: {', '.join(allowed)}"
 
 
 def did_you_mean(word: Any, choices: Iterable[Any]) -> str | None:

@@ -9,9 +9,14 @@ parser's event stream is turned into plain data directly, in one iterative pass:
   sexagesimal numbers, no timestamps: ``16:9`` stays a string), except that
   ``.nan``, ``.inf`` and numbers too large for a float are refused: a budget or
   threshold of NaN would compare false with everything and silently not apply;
-- nesting deeper than :data:`MAX_DEPTH`, recursive aliases and aliases repeating
-  more than :data:`MAX_ALIAS_NODES` nodes in total fail at once, before any
-  memory or time is spent on them;
+- whole numbers beyond 64 bits are refused before Python converts them (past
+  4,300 digits it refuses, with a traceback, and no manifest count, seed or
+  amount means anything that large): :func:`bounded_int`;
+- nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_NODES` nodes,
+  recursive aliases and aliases repeating more than :data:`MAX_ALIAS_NODES` nodes
+  in total fail at once, before any memory or time is spent on them;
+- a lone surrogate (``"\\uD800"``: text no file, terminal or JSON encoder can
+  write) and a raw control character are refused with their line and column;
 - a duplicate key is an error; ``<<`` merge keys work as usual;
 - every node keeps its line and column in a :class:`Pos` tree for error messages.
 """
@@ -26,10 +31,28 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "Pos", "YamlProblem", "load_yaml"]
+from .safetext import bound
+
+__all__ = [
+    "INT_MAX", "INT_MIN", "MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_NODES", "SURROGATE_PROBLEM", "Pos", "YamlProblem",
+    "bounded_int", "int_problem", "load_yaml", "shown",
+]
 
 MAX_DEPTH = 100
 MAX_ALIAS_NODES = 100_000
+# Nodes (scalars, lists, mappings) written in one file. A real manifest has a few
+# thousand, a 10,000-row data file of 10 columns 210,000; each costs 4-8 us and ~150
+# bytes to build, so this keeps any file within ~2 s and ~50 MB.
+MAX_NODES = 250_000
+# Whole numbers a manifest may hold: signed 64 bits, like every database and JSON
+# consumer downstream. Larger ones mean nothing here and cost Python quadratic time.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+# Digits (leading zeros aside) that may still fit in 64 bits, per base; and lengths
+# that always fit, which skip the checks (most numbers in a manifest are short).
+_MAX_DIGITS = {10: 19, 8: 21, 16: 16}
+_ALWAYS_FITS = {10: 18, 8: 21, 16: 15}
+# How much of a hostile value an error message quotes.
+MAX_SHOWN = 60
 
 # Only the parser's event stream is used, never a constructor: the C one when built.
 _Parser: Callable[[str], Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -47,6 +70,32 @@ _SPECIAL = {
 # A plain scalar starting with anything else is a string: one set lookup for most values.
 _MAYBE_TYPED = frozenset("-+.0123456789tTfFnN~")
 _STD = "tag:yaml.org,2002:"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE_PROBLEM = "a \\u escape names half of a surrogate pair, not a character; write the character itself"
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to :data:`MAX_SHOWN` characters, for quoting hostile input in a message."""
+    return bound(repr(value), MAX_SHOWN)
+
+
+def bounded_int(digits: str, base: int = 10) -> int | None:
+    """``int(digits, base)`` when it fits in 64 bits (signed), else None.
+
+    The length is checked first, so a 10 MB number costs nothing (``int`` itself is
+    quadratic, and refuses more than 4,300 decimal digits with a ValueError).
+    """
+    if len(digits) <= _ALWAYS_FITS[base]:
+        return int(digits, base)
+    if len(digits.lstrip("+-").lstrip("0")) > _MAX_DIGITS[base]:
+        return None
+    value = int(digits, base)
+    return value if INT_MIN <= value <= INT_MAX else None
+
+
+def int_problem(text: str) -> str:
+    """The message for a whole number beyond 64 bits, quoting (a bounded part of) ``text``."""
+    return f"whole number {shown(text)} is beyond 64 bits; manifests take whole numbers from {INT_MIN} to {INT_MAX}"
 
 
 class YamlProblem(Exception):
@@ -92,6 +141,8 @@ def load_yaml(text: str) -> tuple[Any, Pos | None]:
     """
     try:
         return _Builder().run(_Parser(text))
+    except yaml.reader.ReaderError as exc:
+        raise _reader_problem(text, exc) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
@@ -100,10 +151,31 @@ def load_yaml(text: str) -> tuple[Any, Pos | None]:
         raise YamlProblem(f"YAML syntax error: {problem}", *_line_col(mark)) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"YAML syntax error: {exc}") from None
+    except UnicodeEncodeError as exc:  # libyaml reads UTF-8: text given here with a lone surrogate
+        raise YamlProblem("a lone surrogate (half of a pair) is not a character; write the character itself",
+                          *_offset_line_col(text, exc.start)) from None
+    except ValueError as exc:  # the pure-Python scanner's chr() on an escape past U+10FFFF
+        raise YamlProblem(f"YAML syntax error: {exc}") from None
 
 
 def _line_col(mark: Any) -> tuple[int | None, int | None]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+
+
+def _reader_problem(text: str, exc: Any) -> YamlProblem:
+    """A character YAML does not allow (NUL, other controls), at its line and column."""
+    index = exc.position
+    if _Parser is not yaml.SafeLoader:  # libyaml counts UTF-8 bytes, the Python reader characters
+        index = len(text.encode("utf-8", "surrogatepass")[:index].decode("utf-8", "ignore"))
+    code = ord(text[index]) if index < len(text) else exc.character
+    return YamlProblem(
+        f"character U+{code:04X} is not allowed in YAML (control characters and non-characters are not); remove it",
+        *_offset_line_col(text, index),
+    )
+
+
+def _offset_line_col(text: str, index: int) -> tuple[int, int]:
+    return text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index)
 
 
 class _Builder:
@@ -113,6 +185,7 @@ class _Builder:
         self.stack: list[_Open] = []
         self.anchors: dict[str, tuple[Any, Pos, int]] = {}
         self.alias_nodes = 0
+        self.nodes = 0
         self.result: tuple[Any, Pos | None] = (None, None)
         self.documents = 0
 
@@ -144,8 +217,10 @@ class _Builder:
             )
 
     def scalar(self, event: Any) -> None:
-        value = _resolve(event)
         line, col = _line_col(event.start_mark)
+        if _SURROGATE.search(event.value):  # libyaml refuses these escapes; PyYAML's Python scanner does not
+            raise YamlProblem(SURROGATE_PROBLEM, line, col)
+        value = _resolve(event)
         merge = event.value == "<<" and event.tag is None and event.implicit[0]
         self.add(value, Pos(line, col), 1, event.anchor, merge)
 
@@ -153,8 +228,8 @@ class _Builder:
         line, col = _line_col(event.start_mark)
         if event.anchor not in self.anchors:
             if any(o.anchor == event.anchor for o in self.stack):
-                raise YamlProblem(f"recursive alias *{event.anchor} refers to a node that contains it", line, col)
-            raise YamlProblem(f"alias *{event.anchor} names no anchor defined before it", line, col)
+                raise YamlProblem(f"recursive alias *{bound(event.anchor, MAX_SHOWN)} refers to a node that contains it", line, col)
+            raise YamlProblem(f"alias *{bound(event.anchor, MAX_SHOWN)} names no anchor defined before it", line, col)
         value, pos, size = self.anchors[event.anchor]
         # Shared Python objects keep memory flat, but every later walk (schema
         # validation, expansion) pays for the expanded size: bound that instead.
@@ -177,7 +252,7 @@ class _Builder:
         expected = _STD + ("map" if isinstance(value, dict) else "seq")
         line, col = _line_col(event.start_mark)
         if tag not in (None, "!", expected):
-            raise YamlProblem(f"unsupported YAML tag {tag!r}; manifests use plain data only", line, col)
+            raise YamlProblem(f"unsupported YAML tag {shown(tag)}; manifests use plain data only", line, col)
         if len(self.stack) >= MAX_DEPTH:
             raise YamlProblem(f"nesting deeper than {MAX_DEPTH} levels", line, col)
         self.stack.append(_Open(value, Pos(line, col, items), event.anchor))
@@ -190,6 +265,9 @@ class _Builder:
 
     def add(self, value: Any, pos: Pos, size: int, anchor: str | None, merge: bool = False) -> None:
         """Attach a finished node to the open collection (or make it the document)."""
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise YamlProblem(f"more than {MAX_NODES} values in one file; split it or trim it", pos.line, pos.col)
         if anchor is not None:
             self.anchors[anchor] = (value, pos, size)
         if not self.stack:
@@ -220,7 +298,7 @@ class _Builder:
             return
         if key in parent.value:
             first = parent.pos.items[key]
-            raise YamlProblem(f"duplicate key {key!r} (first written on line {first[0]}); keep one", line, col)
+            raise YamlProblem(f"duplicate key {shown(key)} (first written on line {first[0]}); keep one", line, col)
         parent.value[key] = value
         parent.pos.items[key] = (line, col, pos)
 
@@ -256,7 +334,7 @@ def _resolve(event: Any) -> Any:
     value = _typed(event)
     if value.__class__ is float and not math.isfinite(value):
         raise YamlProblem(
-            f"{event.value!r} is not a finite number; manifests take finite numbers only", *_line_col(event.start_mark)
+            f"{shown(event.value)} is not a finite number; manifests take finite numbers only", *_line_col(event.start_mark)
         )
     return value
 
@@ -264,18 +342,18 @@ def _resolve(event: Any) -> Any:
 def _typed(event: Any) -> Any:
     value, tag = event.value, event.tag
     if tag is None:
-        return _plain(value) if event.implicit[0] else value
+        return _plain(value, event) if event.implicit[0] else value
     if tag in ("!", _STD + "str"):
         return value
     kind = tag.removeprefix(_STD)
     if kind in ("int", "float", "bool", "null"):
-        typed = _plain(value)
+        typed = _plain(value, event)
         if kind == "float" and type(typed) is int:
             return float(typed)
         if _type_name(typed) == kind:
             return typed
-        raise YamlProblem(f"{value!r} is not a valid {kind}", *_line_col(event.start_mark))
-    raise YamlProblem(f"unsupported YAML tag {tag!r}; manifests use plain data only", *_line_col(event.start_mark))
+        raise YamlProblem(f"{shown(value)} is not a valid {kind}", *_line_col(event.start_mark))
+    raise YamlProblem(f"unsupported YAML tag {shown(tag)}; manifests use plain data only", *_line_col(event.start_mark))
 
 
 def _type_name(value: Any) -> str:
@@ -286,15 +364,17 @@ def _type_name(value: Any) -> str:
     return "int" if isinstance(value, int) else "float" if isinstance(value, float) else "str"
 
 
-def _plain(value: str) -> Any:
+def _plain(value: str, event: Any) -> Any:
     if value and value[0] not in _MAYBE_TYPED:
         return value
     if value in _SPECIAL:
         return _SPECIAL[value]
     if _INT.fullmatch(value):
-        if value.startswith(("0o", "0x")):
-            return int(value[2:], 8 if value[1] == "o" else 16)
-        return int(value, 10)
+        prefixed = value.startswith(("0o", "0x"))
+        number = bounded_int(value[2:], 8 if value[1] == "o" else 16) if prefixed else bounded_int(value)
+        if number is None:
+            raise YamlProblem(int_problem(value), *_line_col(event.start_mark))
+        return number
     if _FLOAT.fullmatch(value):
         return float(value)
     return value

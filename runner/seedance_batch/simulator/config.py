@@ -25,7 +25,23 @@ from types import MappingProxyType
 
 from ..errors import UsageError
 
-__all__ = ["Faults", "Latency", "SimulatorConfig", "WebhookFaults", "parse_knobs"]
+__all__ = [
+    "MAX_CREDITS", "MAX_PER_MINUTE", "MAX_SECONDS", "MAX_TIME_SCALE", "MIN_TIME_SCALE",
+    "Faults", "Latency", "SimulatorConfig", "WebhookFaults", "parse_knobs",
+]
+
+# time_scale, real seconds per service second: 1e-6 runs a service day in 86 ms (the
+# clocks' resolution ends there), 1000 a 60 s render in 17 hours (nobody waits longer).
+# Infinity would overflow every deadline. cli.py's --time-scale options repeat these.
+MIN_TIME_SCALE = 1e-6
+MAX_TIME_SCALE = 1000.0
+# Any duration knob, in seconds: a month outlasts everything the service keeps (media
+# 3 days), and keeps every deadline a finite float whatever the time scale.
+MAX_SECONDS = 30 * 86400.0
+# A balance beyond 64 bits cannot be stored or reported; a rate beyond a million a minute
+# is no limit a client can meet (and would overflow a float when huge).
+MAX_CREDITS = 2**63 - 1
+MAX_PER_MINUTE = 1_000_000
 
 # Request faults in the order one uniform draw is split between them.
 REQUEST_FAULTS = ("server_error", "drop", "malformed", "error_code", "slow", "ambiguous_submit")
@@ -162,14 +178,21 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         if not self.time_scale > 0:
             raise UsageError(f"time_scale must be above 0, got {self.time_scale!r}")
+        if not MIN_TIME_SCALE <= self.time_scale <= MAX_TIME_SCALE:
+            raise UsageError(f"time_scale must be from {MIN_TIME_SCALE:g} to {MAX_TIME_SCALE:g} real seconds per "
+                             f"service second, got {self.time_scale!r}")
         if not self.url_ttl > 0:
             raise UsageError(f"url_ttl must be above 0 seconds, got {self.url_ttl!r}")
-        if self.credits is not None and self.credits < 0:
-            raise UsageError(f"credits must be 0 or more, got {self.credits!r}")
+        _check_seconds("url_ttl", self.url_ttl)
+        if self.credits is not None and not 0 <= self.credits <= MAX_CREDITS:
+            raise UsageError(f"credits must be from 0 to {MAX_CREDITS}, got {self.credits!r}")
         for name in ("submits_per_minute", "status_per_minute"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"{name} must be 1 or more, got {value!r}", hint="leave it unset for no limit")
+            if value is not None and value > MAX_PER_MINUTE:
+                raise UsageError(f"{name} must be at most {MAX_PER_MINUTE}, got {value!r}",
+                                 hint="leave it unset for no limit")
 
     def summary(self) -> dict[str, object]:
         """The knobs as plain JSON-able data (shown in /_sim/stats); the exact key is masked."""
@@ -202,6 +225,8 @@ def _check_rate(name: str, value: float) -> None:
 def _check_seconds(name: str, value: float) -> None:
     if not value >= 0:  # also refuses NaN, which every comparison fails
         raise UsageError(f"{name} must be 0 or more seconds, got {value!r}")
+    if value > MAX_SECONDS:  # infinity too
+        raise UsageError(f"{name} must be at most {MAX_SECONDS:.0f} seconds, got {value!r}")
 
 
 def _check_total(what: str, total: float) -> None:
