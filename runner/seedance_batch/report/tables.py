@@ -15,6 +15,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from .data import Report, ReportRow, Totals
 
 __all__ = ["CSV_COLUMNS", "CSV_ENCODING", "report_csv", "report_dict", "report_json"]
@@ -104,8 +106,17 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 
 def report_json(report: Report) -> str:
-    """:func:`report_dict` as indented UTF-8 JSON text."""
-    return json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n"
+    """:func:`report_dict` as indented UTF-8 JSON text.
+
+    orjson writes the same text as ``json.dumps(indent=2, ensure_ascii=False)`` several
+    times faster (a 2,000-job report.json is 2 MB); the json module takes what orjson
+    refuses (integers past 64 bits, lone surrogates).
+    """
+    data = report_dict(report)
+    try:
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"
+    except orjson.JSONEncodeError:
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def _totals_dict(totals: Totals) -> dict[str, Any]:
