@@ -38,9 +38,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from engine_support import make_jobs, plan_for  # noqa: E402
-from seedance_batch.client import ApiClient  # noqa: E402
-from seedance_batch.engine import RunSettings, execute  # noqa: E402
-from seedance_batch.ledger import Ledger  # noqa: E402
+from seedance_batch.ledger import Ledger, open_ledger  # noqa: E402
+from seedance_batch.run.client import ApiClient  # noqa: E402
+from seedance_batch.run.engine import RunSettings, execute  # noqa: E402
 
 
 def serve(conn, time_scale: float, render_sim_s: float, jitter: float, per_minute: int) -> None:
@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace, base_url: str, tmp: Path):
         max_in_flight=int(client_rate * args.latency * 2) + 20, timeout=render_timeout(args),
         poll_interval=0.25, output_dir=tmp / "renders", time_scale=args.time_scale,
     )
-    with Ledger.open(tmp / "ledger.sqlite") as ledger:
+    with open_ledger(tmp / "ledger.sqlite") as ledger:
         plan = plan_for(jobs, ledger)
 
         async def go():

@@ -9,13 +9,13 @@ from typing import Any
 
 import anyio
 
-from seedance_batch.client import ApiClient
-from seedance_batch.engine import RunResult, RunSettings, execute
 from seedance_batch.errors import Location
 from seedance_batch.expand import Job, request_key
 from seedance_batch.ledger import Ledger
 from seedance_batch.models import load_catalog, price_jobs
 from seedance_batch.plan import Plan, make_plan
+from seedance_batch.run.client import ApiClient
+from seedance_batch.run.engine import RunResult, RunSettings, execute
 
 SCALE = 0.004  # a ~20 s simulated render takes ~0.08 s
 SIM_KEY = "sk-sim-tests"

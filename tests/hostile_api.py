@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from seedance_batch.serving import serve_in_thread
 from seedance_batch.simulator.assets import sample_mp4
-from seedance_batch.simulator.server import serve_in_thread
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -13,7 +13,6 @@ import anyio
 import httpx
 import pytest
 
-from seedance_batch.client import ApiClient, error_for_exception, error_for_response, parse_retry_after
 from seedance_batch.errors import (
     AmbiguousSubmit,
     ApiError,
@@ -24,6 +23,7 @@ from seedance_batch.errors import (
     TransientError,
     UsageError,
 )
+from seedance_batch.run.client import ApiClient, error_for_exception, error_for_response, parse_retry_after
 
 KEY = "sk-canary-0123456789"
 BODY = {"model": "seedance-2", "input": {"prompt": "p", "duration": 5, "resolution": "720p"}}
@@ -158,7 +158,7 @@ def test_a_missing_key_or_bad_base_url_is_a_usage_error() -> None:
 
 @pytest.mark.parametrize("url", ["http://[::1:80", "http://h:99999", "http://h:abc", "http://:80", "ftp://h"])
 def test_a_base_url_no_request_could_go_to_is_refused_before_the_run(url: str) -> None:
-    from seedance_batch.client import check_credentials
+    from seedance_batch.run.client import check_credentials
 
     with pytest.raises(UsageError) as caught:
         check_credentials(url, KEY)

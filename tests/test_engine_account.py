@@ -11,13 +11,13 @@ import pytest
 
 from engine_support import SCALE, make_jobs, plan_for, run_engine, settings
 from seedance_batch.errors import EXIT_ACCOUNT, EXIT_BUDGET, AuthenticationError, InsufficientCredits
-from seedance_batch.ledger import JobState, Ledger
+from seedance_batch.ledger import JobState, Ledger, open_ledger
 from seedance_batch.simulator import SimulatorConfig, run_simulator
 
 
 @pytest.fixture
 def ledger(tmp_path: Path):
-    with Ledger.open(tmp_path / "ledger.sqlite") as opened:
+    with open_ledger(tmp_path / "ledger.sqlite") as opened:
         yield opened
 
 

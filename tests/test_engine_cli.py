@@ -124,7 +124,7 @@ def test_a_dotenv_with_junk_is_one_line_naming_it(project: Path, content: bytes,
 
 
 def test_a_dotenv_is_read_as_python_dotenv_reads_it(tmp_path: Path) -> None:
-    from seedance_batch.launch import credentials
+    from seedance_batch.pipeline import credentials
 
     (tmp_path / ".env").write_text("# keys\nexport APIDOT_API_KEY='sk-quoted'\nAPIDOT_BASE_URL=\n")
     assert credentials({}, tmp_path) == ("https://api.apidot.ai", "sk-quoted")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from engine_support import SCALE, make_jobs, plan_for, run_engine, settings
-from seedance_batch.ledger import JobState, Ledger
+from seedance_batch.ledger import JobState, Ledger, open_ledger
 from seedance_batch.simulator import Faults, SimulatorConfig, run_simulator
 
 SHORT = httpx.Timeout(connect=2.0, read=0.6, write=2.0, pool=5.0)
@@ -17,7 +17,7 @@ SHORT = httpx.Timeout(connect=2.0, read=0.6, write=2.0, pool=5.0)
 
 @pytest.fixture
 def ledger(tmp_path: Path):
-    with Ledger.open(tmp_path / "ledger.sqlite") as opened:
+    with open_ledger(tmp_path / "ledger.sqlite") as opened:
         yield opened
 
 
@@ -122,8 +122,8 @@ def test_stuck_tasks_time_out_and_a_later_run_resumes_them(tmp_path: Path, ledge
 def test_an_unreachable_service_leaves_jobs_pending_and_stops_submitting(tmp_path: Path, ledger: Ledger) -> None:
     import socket
 
-    from seedance_batch.engine import GIVE_UP_STOP
     from seedance_batch.plan import Change
+    from seedance_batch.run.engine import GIVE_UP_STOP
 
     with socket.socket() as closed:  # a port nothing listens on: every connect is refused
         closed.bind(("127.0.0.1", 0))

@@ -10,11 +10,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from seedance_batch.downloads import safe_target
 from seedance_batch.errors import RateLimited, TransientError, UsageError
-from seedance_batch.polling import FIRST_GUESS, STEP_DOWN, STEP_UP, Bucket, RenderClock, prior_seconds
-from seedance_batch.ratelimit import SAFETY, Pacer
-from seedance_batch.runconfig import Backoff, RunSettings
+from seedance_batch.run.downloads import safe_target
+from seedance_batch.run.polling import FIRST_GUESS, STEP_DOWN, STEP_UP, Bucket, RenderClock, prior_seconds
+from seedance_batch.run.ratelimit import SAFETY, Pacer
+from seedance_batch.run.settings import Backoff, RunSettings
 
 BUCKET = Bucket("seedance-2-fast", "480p", 4)
 
@@ -118,8 +118,7 @@ def test_backoff_retries_only_its_types_with_full_jitter_and_honours_retry_after
 
 def test_tracker_polls_one_job_once_at_a_time_even_when_rescheduled_to_the_same_instant() -> None:
     from engine_support import make_jobs
-
-    from seedance_batch.tracking import Tracked, Tracker
+    from seedance_batch.run.tracking import Tracked, Tracker
 
     async def main() -> tuple[int, int]:
         calls, overlapping, active = 0, 0, 0

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from engine_support import SCALE, SIM_KEY, make_jobs, plan_for, settings
-from seedance_batch.client import ApiClient
-from seedance_batch.engine import execute
-from seedance_batch.ledger import JobState, Ledger
+from seedance_batch.ledger import JobState, Ledger, open_ledger
+from seedance_batch.run.client import ApiClient
+from seedance_batch.run.engine import execute
 from seedance_batch.simulator import SimulatorConfig, WebhookFaults, run_simulator
 from seedance_batch.webhooks import EventRelay, run_receiver
 
@@ -22,7 +22,7 @@ REQUEST = {"model": "seedance-2-fast", "input": {"prompt": "p", "duration": 4, "
 
 @pytest.fixture
 def ledger(tmp_path: Path):
-    with Ledger.open(tmp_path / "ledger.sqlite") as opened:
+    with open_ledger(tmp_path / "ledger.sqlite") as opened:
         opened.begin_submit(campaign="c", key="k1", label="s/one", shot="s", request=REQUEST, credits=56,
                             cost_usd=Decimal("0.28"), output_path="c/s/one.mp4")
         opened.submitted("c", "k1", "task-1", "not_started")
@@ -66,7 +66,7 @@ def test_a_failed_event_alone_does_not_fail_a_job(ledger: Ledger) -> None:
 def test_a_run_driven_by_callbacks_with_duplicates_and_stale_events(tmp_path: Path) -> None:
     jobs = make_jobs(12)
     hooks = WebhookFaults(duplicate=1.0, out_of_order=1.0, shape="flat")
-    with Ledger.open(tmp_path / "run.sqlite") as ledger, \
+    with open_ledger(tmp_path / "run.sqlite") as ledger, \
             run_simulator(SimulatorConfig(time_scale=SCALE, webhooks=hooks)) as sim:
         relay = EventRelay()
         with run_receiver(ledger, on_event=relay, campaign="demo") as url:

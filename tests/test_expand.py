@@ -12,9 +12,9 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from seedance_batch.errors import ManifestError, ManifestErrors
 from seedance_batch.expand import Job, expand, request_key, safe_output_path
+from seedance_batch.expand.matrix import Axis, Entry, combinations
+from seedance_batch.expand.templating import TemplateProblem, compile_template
 from seedance_batch.manifest import load_manifest
-from seedance_batch.matrix import Axis, Entry, combinations
-from seedance_batch.templating import TemplateProblem, compile_template
 
 ROOT = Path(__file__).resolve().parent.parent
 

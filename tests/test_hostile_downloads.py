@@ -21,10 +21,10 @@ from starlette.responses import Response
 
 from engine_support import make_jobs, plan_for, run_engine, settings
 from hostile_api import HostileApi, answer, drip, endless, finished, gzip_bomb, gzipped, raw, streamed
-from seedance_batch.downloads import download
 from seedance_batch.errors import PriceFileError, UsageError
-from seedance_batch.ledger import JobState, Ledger
+from seedance_batch.ledger import JobState, Ledger, open_ledger
 from seedance_batch.models import load_catalog, max_video_bytes
+from seedance_batch.run.downloads import download
 from seedance_batch.simulator.assets import sample_mp4
 
 KEY = "sk-hostile-downloads-0123"
@@ -36,7 +36,7 @@ MP4_HEAD = sample_mp4()[:64]
 
 @pytest.fixture
 def ledger(tmp_path: Path):
-    with Ledger.open(tmp_path / "ledger.sqlite") as opened:
+    with open_ledger(tmp_path / "ledger.sqlite") as opened:
         yield opened
 
 

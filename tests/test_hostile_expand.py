@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 
 from seedance_batch.cli import main
 from seedance_batch.expand import safe_output_path
-from seedance_batch.matrix import Axis, Combination, Entry, combinations, matrix_size, same_value
-from seedance_batch.shotplan import slug_part
+from seedance_batch.expand.matrix import Axis, Combination, Entry, combinations, matrix_size, same_value
+from seedance_batch.expand.shots import slug_part
 
 HEAD = "version: 1\nname: demo\ndefaults: {model: seedance-2, resolution: 720p, duration: 5}\n"
 # What validate may take on any manifest (the promise).

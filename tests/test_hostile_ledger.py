@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ import pytest
 from engine_support import numbered_manifest
 from seedance_batch.cli import main
 from seedance_batch.errors import LedgerError
-from seedance_batch.ledger import JobRecord, JobState, Ledger
+from seedance_batch.ledger import JobRecord, JobState, Ledger, open_ledger
 from seedance_batch.plan import load_plan
 from seedance_batch.safetext import one_line
 from seedance_batch.simulator import SimulatorConfig, run_simulator
@@ -44,9 +45,9 @@ BUSY = "another seedance-batch run is using this ledger; wait for it to finish, 
 HOLDER = """\
 import json, sys
 from decimal import Decimal
-from seedance_batch.ledger import Ledger
+from seedance_batch.ledger import open_ledger
 path, job = sys.argv[1], json.loads(sys.argv[2])
-with Ledger.open(path) as ledger:
+with open_ledger(path) as ledger:
     ledger.acquire_run_lock()
     ledger.begin_submit(campaign=job["campaign"], key=job["key"], label=job["label"], shot=job["shot"],
                         request=job["request"], credits=28, cost_usd=Decimal("0.28"), output_path=None)
@@ -80,7 +81,7 @@ def manifest_jobs(project: Path) -> list[dict[str, object]]:
 
 def seed(path: Path, jobs: list[dict[str, object]], *, done: int = 0, submitting: int = 0) -> None:
     """A ledger with ``done`` finished jobs and then ``submitting`` crashed submits, closed cleanly."""
-    with Ledger.open(path) as ledger:
+    with open_ledger(path) as ledger:
         for index, job in enumerate(jobs[:done + submitting]):
             ledger.begin_submit(**job, credits=28, cost_usd=Decimal("0.28"), output_path=f"{job['label']}.mp4")
             if index < done:
@@ -166,17 +167,17 @@ def test_a_hard_link_a_symlink_and_another_relative_path_meet_the_same_lock(
     holder = start_holder(path, job)
     monkeypatch.chdir(project)
     for name in ("hard.sqlite", "soft.sqlite", "state/sub/../l.sqlite"):
-        with Ledger.open(name) as other, pytest.raises(LedgerError) as caught:
+        with open_ledger(name) as other, pytest.raises(LedgerError) as caught:
             other.acquire_run_lock()
         assert str(caught.value) == f"{name}: {BUSY}"
     # SQLite's own locking is untouched by the run lock (flock and POSIX locks are separate):
     # this process writes through the hard link while the holder keeps the run lock...
-    with Ledger.open("hard.sqlite") as other:
+    with open_ledger("hard.sqlite") as other:
         other.note(CAMPAIGN, str(job["key"]), "looked")
     # ...and the holder still writes its task id after that.
     assert finish_holder(holder) == "moved\n"
     assert rows(path) == [(job["label"], "submitted", "task-live-1")]
-    with Ledger.open("hard.sqlite") as other:
+    with open_ledger("hard.sqlite") as other:
         other.acquire_run_lock()  # free again once the holder is gone
 
 
@@ -194,10 +195,10 @@ def test_releasing_the_run_lock_keeps_sqlites_own_locks_of_this_process(tmp_path
         return any(f" {os.getpid()} " in line and f":{inode} " in line and "POSIX" in line
                    for line in locks.read_text().splitlines())
 
-    with Ledger.open(path) as reader:
+    with open_ledger(path) as reader:
         reader.records(CAMPAIGN)  # a WAL connection keeps a SHARED lock on the file from here on
         assert sqlite_holds_a_lock()
-        with Ledger.open(tmp_path / "l.sqlite") as runner:
+        with open_ledger(tmp_path / "l.sqlite") as runner:
             runner.acquire_run_lock()
             runner.release_run_lock()
         assert sqlite_holds_a_lock()
@@ -267,7 +268,7 @@ def test_a_database_with_a_migrations_table_of_its_own_is_not_taken_for_a_newer_
     db.commit()
     db.close()
     before = sha(path)
-    for opener in (Ledger.open, Ledger.open_read_only):
+    for opener in (open_ledger, partial(open_ledger, read_only=True)):
         with pytest.raises(LedgerError) as caught:
             opener(path)
         assert str(caught.value) == (f"{path}: not a seedance-batch ledger (it holds tables of another program: "
@@ -332,20 +333,20 @@ def test_a_run_over_an_unreadable_row_stops_before_submitting(project: Path) -> 
 def test_rows_are_read_in_the_records_field_order() -> None:
     from dataclasses import fields
 
-    from seedance_batch import ledger
+    from seedance_batch.ledger import sqlite as ledger
 
     assert tuple(f.name for f in fields(JobRecord)) == ledger._COLUMNS  # rows become JobRecord(*values)
 
 
 def test_an_unreadable_event_is_one_error_naming_the_ledger(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
-    with Ledger.open(path) as ledger:
+    with open_ledger(path) as ledger:
         ledger.note("c", "k", "looked")
     db = sqlite3.connect(path)
     db.execute("UPDATE events SET detail = '{broken'")
     db.commit()
     db.close()
-    with Ledger.open(path) as ledger, pytest.raises(LedgerError) as caught:
+    with open_ledger(path) as ledger, pytest.raises(LedgerError) as caught:
         ledger.events("c")
     assert str(caught.value) == (f"{path}: cannot read event 1 of the audit trail (not the shape this version "
                                  f"writes); {BAD_ROW_HINT}")
@@ -357,7 +358,7 @@ def test_an_unreadable_event_is_one_error_naming_the_ledger(tmp_path: Path) -> N
 def test_a_task_id_for_a_row_made_unknown_meanwhile_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     job = {"campaign": "c", "key": "k1", "label": "hero/en", "shot": "hero", "request": {"model": "m"}}
-    with Ledger.open(path) as run, Ledger.open(path) as elsewhere:
+    with open_ledger(path) as run, open_ledger(path) as elsewhere:
         run.begin_submit(**job, credits=1, cost_usd=Decimal("0.01"), output_path=None)
         assert [r.key for r in elsewhere.recover()] == ["k1"]  # e.g. an older `status` by another name
         assert run.submitted("c", "k1", "task-7", "not_started")  # the task exists after all
@@ -375,7 +376,7 @@ def test_a_task_id_for_a_row_made_unknown_meanwhile_is_kept(tmp_path: Path) -> N
 ])
 def test_a_refused_task_id_is_recorded_then_loud(tmp_path: Path, begin: bool, why: str) -> None:
     job = {"campaign": "c", "key": "k1", "label": "hero/en", "shot": "hero", "request": {"model": "m"}}
-    with Ledger.open(tmp_path / "l.sqlite") as ledger:
+    with open_ledger(tmp_path / "l.sqlite") as ledger:
         if begin:
             ledger.begin_submit(**job, credits=1, cost_usd=Decimal("0.01"), output_path=None)
             ledger.submitted("c", "k1", "task-1", None)

@@ -24,13 +24,13 @@ import click
 import pytest
 import yaml
 
-from seedance_batch import schema_check, sources, yamlsrc
 from seedance_batch.cli import cli as click_group
 from seedance_batch.cli import main
 from seedance_batch.errors import UsageError
 from seedance_batch.manifest import MAX_BYTES as MAX_MANIFEST_BYTES
-from seedance_batch.manifest import load_manifest
-from seedance_batch.schema_check import ecma_pattern, manifest_schema
+from seedance_batch.manifest import load_manifest, schema_check, sources, yamlsrc
+from seedance_batch.manifest.schema_check import ecma_pattern, manifest_schema
+from seedance_batch.manifest.yamlsrc import INT_MAX, INT_MIN, MAX_NODES, YamlProblem, load_yaml
 from seedance_batch.simulator.config import (
     MAX_TIME_SCALE,
     MIN_TIME_SCALE,
@@ -38,7 +38,6 @@ from seedance_batch.simulator.config import (
     SimulatorConfig,
     WebhookFaults,
 )
-from seedance_batch.yamlsrc import INT_MAX, INT_MIN, MAX_NODES, YamlProblem, load_yaml
 
 # validate's promise (the "done"): any hostile manifest ends within these.
 DEADLINE_SECONDS = 10

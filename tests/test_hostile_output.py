@@ -37,14 +37,14 @@ from starlette.routing import Route
 from report_campaign import CATALOG, make_job, make_record
 from seedance_batch._data import data_path
 from seedance_batch.expand import Job
-from seedance_batch.ledger import JobRecord, JobState, Ledger
+from seedance_batch.ledger import JobRecord, JobState, Ledger, open_ledger
 from seedance_batch.models import price_jobs
 from seedance_batch.plan import load_plan, make_plan
-from seedance_batch.progress import LineProgress, LiveProgress
 from seedance_batch.report import ReportPaths, markdown, write_reports
 from seedance_batch.report.data import build_report
 from seedance_batch.report.tables import CSV_COLUMNS
-from seedance_batch.simulator.server import serve_in_thread
+from seedance_batch.run.progress import LineProgress, LiveProgress
+from seedance_batch.serving import serve_in_thread
 
 # What no terminal output, CI log line or error line may carry raw: C0 controls but tab and
 # newline, DEL, C1 controls (0x9b is an 8-bit CSI), bidi overrides, invisible marks, the BOM.
@@ -99,7 +99,7 @@ def hostile_ledger(project: Path) -> Path:
     """A ledger as an older version wrote it: server text stored raw in task ids, errors, paths."""
     _, plan = load_plan(project / "m.yaml", None)
     path = project / ".seedance" / "ledger.sqlite"
-    with Ledger.open(path) as ledger:
+    with open_ledger(path) as ledger:
         for planned in plan.jobs:
             job = planned.priced.job
             ledger.begin_submit(campaign=job.campaign, key=job.key, label=job.label, shot=job.shot,

@@ -23,9 +23,9 @@ from starlette.responses import Response
 
 from engine_support import make_jobs, plan_for, run_engine, settings
 from hostile_api import HostileApi, answer, failed, finished, gzip_bomb, gzipped, nested, raw, streamed
-from seedance_batch.client import MAX_ANSWER_BYTES, ApiClient
 from seedance_batch.errors import AmbiguousSubmit, TransientError
-from seedance_batch.ledger import JobState, Ledger
+from seedance_batch.ledger import JobState, Ledger, open_ledger
+from seedance_batch.run.client import MAX_ANSWER_BYTES, ApiClient
 
 # Not shaped like a credential (no "sk-", no "Bearer"): only scrubbing by the key's value catches it.
 KEY = "canary-7Yq2Lw9Zp4Xc"
@@ -36,7 +36,7 @@ SHORT = httpx.Timeout(connect=0.3, read=0.5, write=0.3, pool=0.2)  # an exchange
 
 @pytest.fixture
 def ledger(tmp_path: Path):
-    with Ledger.open(tmp_path / "ledger.sqlite") as opened:
+    with open_ledger(tmp_path / "ledger.sqlite") as opened:
         yield opened
 
 

@@ -24,9 +24,9 @@ import pytest
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from seedance_batch import templating
 from seedance_batch.cli import main
-from seedance_batch.templating import MAX_TEXT, TemplateProblem, compile_template
+from seedance_batch.expand import templating
+from seedance_batch.expand.templating import MAX_TEXT, TemplateProblem, compile_template
 
 # validate's promise (the issue's "done"): any hostile manifest ends within these.
 DEADLINE_SECONDS = 10
@@ -217,7 +217,7 @@ CASES: dict[str, str] = {
 CHILD = """
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory}))
-from seedance_batch.templating import compile_template, TemplateProblem
+from seedance_batch.expand.templating import compile_template, TemplateProblem
 context = {{"items": [1, 2, 3], "palette": {{"color": "blue"}}, "name": "Ada", "big": "b" * 19000,
            "huge": "h" * 5_000_000, "rows": [{{"k": "r" * 1000}}] * 10000}}
 for source in json.loads(sys.stdin.read()):

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from seedance_batch.ledger import JobState, Ledger
+from seedance_batch.ledger import JobState, Ledger, open_ledger
 from seedance_batch.webhooks import (
     MAX_BODY_BYTES,
     MAX_CONNECTIONS,
@@ -40,7 +40,7 @@ TOO_LARGE = {"ok": False, "error": f"the body is larger than {MAX_BODY_BYTES} by
 
 def seed(path: Path) -> None:
     """Campaign ``c``: task-1 submitted, task-3 timed out; campaign ``other``: task-2 timed out."""
-    with Ledger.open(path) as ledger:
+    with open_ledger(path) as ledger:
         for campaign, key, task in (("c", "k1", "task-1"), ("other", "k2", "task-2"), ("c", "k3", "task-3")):
             ledger.begin_submit(campaign=campaign, key=key, label=f"s/{key}", shot="s", request=REQUEST,
                                 credits=56, cost_usd=Decimal("0.28"), output_path=f"{campaign}/{key}.mp4")
@@ -65,7 +65,7 @@ def ledger_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def receiver(ledger_path: Path) -> Iterator[tuple[str, Ledger]]:
     """Campaign ``c``'s receiver with short deadlines, in this process."""
-    with Ledger.open(ledger_path) as ledger, run_receiver(ledger, campaign="c", limits=FAST) as url:
+    with open_ledger(ledger_path) as ledger, run_receiver(ledger, campaign="c", limits=FAST) as url:
         yield url, ledger
 
 
@@ -169,7 +169,7 @@ def test_a_huge_status_is_stored_cut_and_scrubbed_never_the_body(receiver) -> No
 
 def test_a_flood_of_small_events_for_one_task_stores_and_relays_at_most_its_quota(ledger_path) -> None:
     relayed: list[WebhookEvent] = []
-    with Ledger.open(ledger_path) as ledger, \
+    with open_ledger(ledger_path) as ledger, \
             run_receiver(ledger, campaign="c", limits=FAST, on_event=relayed.append) as url, \
             httpx.Client(base_url=url) as http:
         # a forger who knows one task id, sending small valid events as fast as it can
@@ -253,7 +253,7 @@ def test_slow_request_heads_are_closed_at_the_deadline_while_a_real_sender_is_se
 
 def test_at_the_cap_a_real_sender_displaces_the_connection_longest_waiting_for_its_body(ledger_path) -> None:
     limits = ReceiverLimits(max_connections=4, head_seconds=5, body_seconds=5, answer_seconds=1)
-    with Ledger.open(ledger_path) as ledger, run_receiver(ledger, campaign="c", limits=limits) as url:
+    with open_ledger(ledger_path) as ledger, run_receiver(ledger, campaign="c", limits=limits) as url:
         addr = address(url)
         slow = []
         try:
@@ -278,7 +278,7 @@ def test_at_the_cap_with_every_connection_being_answered_a_new_one_is_503_and_cl
         release.wait(5)
 
     limits = ReceiverLimits(max_connections=1, head_seconds=5, body_seconds=5, answer_seconds=5)
-    with Ledger.open(ledger_path) as ledger, run_receiver(ledger, campaign="c", limits=limits, on_event=hold) as url:
+    with open_ledger(ledger_path) as ledger, run_receiver(ledger, campaign="c", limits=limits, on_event=hold) as url:
         held: list[httpx.Response] = []
         first = threading.Thread(target=lambda: held.append(
             httpx.post(f"{url}/hook", json={"task_id": "task-1", "status": "finished"}, timeout=5)))
@@ -301,11 +301,11 @@ def test_at_the_cap_with_every_connection_being_answered_a_new_one_is_503_and_cl
 # then answers "rss" (max RSS, KiB) and "fds" (open descriptors) on stdin; exits on EOF.
 CHILD = """
 import os, resource, sys
-from seedance_batch.ledger import Ledger
+from seedance_batch.ledger import open_ledger
 from seedance_batch.webhooks import ReceiverLimits, run_receiver
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 limits = ReceiverLimits(head_seconds=float(sys.argv[2]), body_seconds=float(sys.argv[2]), answer_seconds=1.0)
-with Ledger.open(sys.argv[1]) as ledger, run_receiver(ledger, campaign="c", limits=limits) as url:
+with open_ledger(sys.argv[1]) as ledger, run_receiver(ledger, campaign="c", limits=limits) as url:
     print(url, flush=True)
     for line in sys.stdin:
         if line.strip() == "rss":

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from seedance_batch import ledger_schema
 from seedance_batch.errors import LedgerError
-from seedance_batch.ledger import JobState, Ledger, default_path
+from seedance_batch.ledger import JobState, Ledger, default_path, open_ledger
+from seedance_batch.ledger import migrations as ledger_schema
 
 REQUEST = {"model": "seedance-2", "input": {"prompt": "a lighthouse", "duration": 5, "resolution": "720p"}}
 
@@ -22,7 +22,7 @@ def begin(led: Ledger, key: str = "k1", label: str = "hero/en") -> None:
 
 @pytest.fixture
 def led(tmp_path: Path) -> Ledger:
-    with Ledger.open(tmp_path / "state" / "ledger.sqlite") as opened:
+    with open_ledger(tmp_path / "state" / "ledger.sqlite") as opened:
         yield opened
 
 
@@ -36,7 +36,7 @@ def test_default_path_prefers_flag_then_env(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_open_creates_folder_and_uses_wal(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "ledger.sqlite"
-    Ledger.open(path).close()
+    open_ledger(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = [r[0] for r in db.execute("SELECT name FROM _migrations")]
@@ -87,12 +87,12 @@ def test_release_then_resubmit_counts_attempts(led: Ledger) -> None:
 
 def test_recover_turns_submitting_into_unknown(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
-    with Ledger.open(path) as led:
+    with open_ledger(path) as led:
         begin(led, "k1", "a")
         begin(led, "k2", "b")
         led.submitted("c", "k2", "task-2", None)
     # "crash": reopen
-    with Ledger.open(path) as led:
+    with open_ledger(path) as led:
         recovered = led.recover()
         assert [r.key for r in recovered] == ["k1"]
         assert recovered[0].state is JobState.UNKNOWN
@@ -115,12 +115,12 @@ def test_records_oldest_first_and_money_is_exact(led: Ledger) -> None:
 
 def test_ledger_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
-    Ledger.open(path).close()
+    open_ledger(path).close()
     db = sqlite3.connect(path)
     db.execute("INSERT INTO _migrations VALUES ('m999_from_the_future', 'now')")
     db.commit()
     with pytest.raises(LedgerError) as caught:
-        Ledger.open(path)
+        open_ledger(path)
     assert str(caught.value) == (
         f"{path}: this ledger was written by a newer seedance-batch (schema m999_from_the_future); "
         "upgrade seedance-batch (pip install -U seedance-batch), or use another --state file"
@@ -131,12 +131,12 @@ def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("hello " * 1000)
     with pytest.raises(LedgerError, match="not a seedance-batch ledger"):
-        Ledger.open(path)
+        open_ledger(path)
 
 
 def test_two_connections_migrate_once(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
-    first, second = Ledger.open(path), Ledger.open(path)
+    first, second = open_ledger(path), open_ledger(path)
     begin(first)
     assert second.record("c", "k1").state is JobState.SUBMITTING
     first.close()
@@ -145,7 +145,7 @@ def test_two_connections_migrate_once(tmp_path: Path) -> None:
 
 def test_one_run_at_a_time_and_no_recovery_under_a_live_run(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
-    running, other = Ledger.open(path), Ledger.open(path)
+    running, other = open_ledger(path), open_ledger(path)
     running.acquire_run_lock()
     begin(running)  # a live submit in the other "process"
     with pytest.raises(LedgerError, match="another seedance-batch run is using this ledger"):

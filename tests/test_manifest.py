@@ -20,7 +20,7 @@ import pytest
 from seedance_batch.cli import main
 from seedance_batch.errors import ManifestError, ManifestErrors
 from seedance_batch.manifest import Manifest, load_manifest
-from seedance_batch.yamlsrc import MAX_ALIAS_NODES, YamlProblem, load_yaml
+from seedance_batch.manifest.yamlsrc import MAX_ALIAS_NODES, YamlProblem, load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "manifests").glob("*.yaml"))

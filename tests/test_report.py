@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from report_campaign import (
-    API_KEY, CATALOG, PRIVATE_PROMPT, SCRIPT_PROMPT, TRICKY_PROMPT, campaign, lay_out_files, make_job, make_record,
+    API_KEY,
+    CATALOG,
+    PRIVATE_PROMPT,
+    SCRIPT_PROMPT,
+    TRICKY_PROMPT,
+    campaign,
+    lay_out_files,
+    make_job,
+    make_record,
 )
 from seedance_batch.ledger import JobState
 from seedance_batch.models import price_jobs
@@ -23,7 +31,8 @@ from seedance_batch.plan import make_plan
 from seedance_batch.report import ReportPaths, write_reports
 from seedance_batch.report.data import build_report
 from seedance_batch.report.html import contact_sheets
-from seedance_batch.report.redact import PRIVATE_PROMPT as SHOWN_FOR_PRIVATE, redact_url
+from seedance_batch.report.redact import PRIVATE_PROMPT as SHOWN_FOR_PRIVATE
+from seedance_batch.report.redact import redact_url
 from seedance_batch.report.tables import CSV_COLUMNS
 
 NOON = datetime(2026, 4, 19, 12, tzinfo=timezone.utc)

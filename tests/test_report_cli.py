@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from report_campaign import SAMPLE_MP4
+from seedance_batch.ledger import Ledger, open_ledger
 from seedance_batch.plan import load_plan
-from seedance_batch.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = "brightside-launch"
@@ -51,7 +51,7 @@ def test_report_from_the_plan_alone_writes_five_files_and_no_ledger(workdir: Pat
 
 def test_report_mid_run_reads_the_ledger_and_changes_nothing(workdir: Path) -> None:
     ledger_path = workdir / ".seedance" / "ledger.sqlite"
-    with Ledger.open(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         _, plan = load_plan(workdir / "manifests" / "ad-localization.yaml", ledger)
         done, crashed = plan.jobs[0].priced, plan.jobs[1].priced
         for priced in (done, crashed):
@@ -76,7 +76,7 @@ def test_report_mid_run_reads_the_ledger_and_changes_nothing(workdir: Path) -> N
     assert data["totals"]["usd_spent"] == float(done.cost.usd + crashed.cost.usd)
     assert "sig=secret" not in (workdir / "out" / "report.html").read_text(encoding="utf-8")
     # The report only reads: recovering the crashed submit is the next run's job.
-    with Ledger.open(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         assert ledger.record(CAMPAIGN, crashed.job.key).state.value == "submitting"
 
 
@@ -134,7 +134,7 @@ def _spend_on_a_shot_then_drop_it(tmp_path: Path) -> Path:
     """A campaign that paid $0.28 for shot "old", whose manifest no longer has it."""
     manifest = tmp_path / "tiny.yaml"
     manifest.write_text(TINY.replace("{old}", OLD_SHOT), encoding="utf-8")
-    with Ledger.open(tmp_path / ".seedance" / "ledger.sqlite") as ledger:
+    with open_ledger(tmp_path / ".seedance" / "ledger.sqlite") as ledger:
         _, plan = load_plan(manifest, ledger)
         old = next(p.priced for p in plan.jobs if p.priced.job.shot == "old")
         job = old.job

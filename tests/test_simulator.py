@@ -376,7 +376,7 @@ def test_a_crash_inside_a_handler_answers_500(monkeypatch: pytest.MonkeyPatch) -
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ZeroDivisionError("bug")
 
-    monkeypatch.setattr("seedance_batch.simulator.state.make_task", broken)
+    monkeypatch.setattr("seedance_batch.simulator.service.make_task", broken)
     with simulator() as (sim, http):
         response = submit(http)
         assert response.status_code == 500

@@ -235,15 +235,15 @@ def run(manifest: Path, simulate: bool, yes: bool, retry_failed: bool, resubmit_
         max_usd: Decimal | None, state: str | None, prices: str | None, report_dir: str | None,
         time_scale: float | None, listen: str | None, **overrides: Any) -> int:
     """Render a campaign: submit, track, download, report. Resumable: run it again."""
-    from . import launch
-    from .progress import choose_progress
+    from . import pipeline
+    from .run.progress import choose_progress
 
-    options = launch.RunOptions(
+    options = pipeline.RunOptions(
         manifest=manifest, state=state, prices=prices, simulate=simulate, yes=yes, retry_failed=retry_failed,
         resubmit_unknown=resubmit_unknown, max_usd=max_usd, report_dir=report_dir, time_scale=time_scale,
         listen=listen, overrides=overrides,
     )
-    outcome = launch.run_manifest(options, confirm=_confirm_spend, progress=choose_progress())
+    outcome = pipeline.run_manifest(options, confirm=_confirm_spend, progress=choose_progress())
     for rec in outcome.recovered:
         click.echo(f"{one_line(rec.label)}: a crashed run left its submit unanswered; now unknown "
                    "(see --resubmit-unknown)", err=True)

@@ -21,7 +21,7 @@ import orjson
 
 from .errors import BudgetExceeded
 from .expand import expand
-from .ledger import JobRecord, JobState, Ledger, default_path
+from .ledger import JobRecord, JobState, Ledger, default_path, open_ledger
 from .manifest import Manifest, load_manifest
 from .models import Catalog, PricedJob, load_catalog, price_jobs
 
@@ -264,7 +264,7 @@ def view_campaign(manifest_path: Path, state: str | None, **flags: Any) -> Ledge
     not created; a file that is not a ledger is refused, untouched.
     """
     path = default_path(state)
-    ledger = Ledger.open_read_only(path)
+    ledger = open_ledger(path, read_only=True)
     if ledger is None:
         manifest, plan = load_plan(manifest_path, None, **flags)
         return LedgerView(manifest, plan, (), path)

@@ -267,7 +267,7 @@ def run_receiver(ledger: Ledger, *, host: str = "127.0.0.1", port: int = 0,
     ``campaign``: accept only that campaign's task ids (a run passes its own).
     ``limits``: see :class:`ReceiverLimits`.
     """
-    from .simulator.server import ConnectionLimits, serve_in_thread
+    from .serving import ConnectionLimits, serve_in_thread
 
     limits = limits or ReceiverLimits()
     guard = ConnectionLimits(max_connections=limits.max_connections, head_seconds=limits.head_seconds,

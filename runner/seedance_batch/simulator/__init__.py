@@ -46,7 +46,7 @@ simulator's own choices marked *assumption*:
 ``GET /_sim/stats`` (and ``RunningSimulator.stats()``)::
 
     submits        requests; accepted (tasks created); by_body: job key -> tasks
-                   created (key = seedance_batch.expand.request_key of the body,
+                   created (key = seedance_batch.expand.build.request_key of the body,
                    so "no body submitted twice" is max(by_body.values()) == 1);
                    attempts_by_body: job key -> submits that passed auth and limits
     status_calls   every status request

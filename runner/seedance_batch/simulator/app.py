@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from .assets import sample_mp4, signature_ok
 from .config import SimulatorConfig
-from .state import Reply, SimState, error_body
+from .service import Reply, SimState, error_body
 from .webhooks import WebhookSender
 
 __all__ = ["Runtime", "create_app"]

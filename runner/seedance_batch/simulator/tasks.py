@@ -39,7 +39,7 @@ class Task:
     """One accepted submit. Times are clock seconds (the simulator's clock, epoch-based).
 
     ``fate`` is ``finished``, ``failed`` or ``stuck`` (running forever).
-    ``key`` is the job key of the body (``seedance_batch.expand.request_key``).
+    ``key`` is the job key of the body (``seedance_batch.expand.build.request_key``).
     """
 
     task_id: str

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from .state import SimState
+from .service import SimState
 from .tasks import Task, draw
 
 __all__ = ["WebhookSender", "event_body"]

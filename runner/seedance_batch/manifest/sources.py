@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from ..errors import Location, ManifestError
+from ..safetext import bound
 from . import schema_check
-from .errors import Location, ManifestError
-from .safetext import bound
 from .yamlsrc import MAX_SHOWN, SURROGATE_PROBLEM, YamlProblem, bounded_int, int_problem, load_yaml, shown
 
 __all__ = [

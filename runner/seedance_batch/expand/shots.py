@@ -8,7 +8,7 @@ each was written, and the label parts of every axis value, so that building a
 job is a handful of dictionary operations (see :mod:`seedance_batch.expand`).
 
 Before any combination is built, the whole manifest is measured
-(:func:`~seedance_batch.matrix.matrix_size`): more than :data:`MAX_JOBS` jobs or
+(:func:`~seedance_batch.expand.matrix.matrix_size`): more than :data:`MAX_JOBS` jobs or
 :data:`MAX_INCLUDE_MERGES` include merges, or a matrix of more than
 :data:`MAX_AXES` axes, is one error line, found in milliseconds, instead of
 minutes and gigabytes.
@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Location, ManifestError
-from .manifest import Manifest, ManifestPath, dotted
+from ..errors import Location, ManifestError
+from ..manifest import Manifest, ManifestPath, dotted
+from ..manifest.schema_check import did_you_mean
 from .matrix import (
     WORK_LIMIT,
     Axis,
@@ -35,7 +36,6 @@ from .matrix import (
     matrix_size,
     value_id,
 )
-from .schema_check import did_you_mean
 
 __all__ = [
     "MAX_AXES", "MAX_INCLUDE_MERGES", "MAX_JOBS", "PARAMS", "TEMPLATED",

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from .safetext import bound
+from ..safetext import bound
 
 __all__ = [
     "INT_MAX", "INT_MIN", "MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_NODES", "SURROGATE_PROBLEM", "Pos", "YamlProblem",

@@ -4,7 +4,7 @@
 :class:`Manifest`; every problem it finds is a :class:`ManifestError` pointing at
 ``file:line:col`` and the manifest path (``shots[1].duration``), and all
 independent problems are raised together. Expansion into jobs is
-:func:`seedance_batch.expand.expand`.
+:func:`seedance_batch.expand.build.expand`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ..errors import Location, ManifestError, ManifestErrors
 from . import schema_check
-from .errors import Location, ManifestError, ManifestErrors
 from .sources import AxisSource, FileRefused, load_sources, read_regular
 from .yamlsrc import Pos, YamlProblem, load_yaml
 

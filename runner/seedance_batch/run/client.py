@@ -61,8 +61,7 @@ from urllib.parse import quote, urlsplit
 import anyio
 import httpx
 
-from .downloads import BodyError, read_bounded
-from .errors import (
+from ..errors import (
     AmbiguousSubmit,
     ApiError,
     AuthenticationError,
@@ -72,7 +71,8 @@ from .errors import (
     TransientError,
     UsageError,
 )
-from .safetext import one_line, scrub, service_text
+from ..safetext import one_line, scrub, service_text
+from .downloads import BodyError, read_bounded
 
 __all__ = [
     "DEFAULT_BASE_URL",

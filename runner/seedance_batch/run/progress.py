@@ -23,10 +23,11 @@ from decimal import Decimal
 from typing import IO, Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 from rich.text import Text
 
-from .safetext import MAX_SERVICE_TEXT, bound, one_line
+from ..safetext import MAX_SERVICE_TEXT, bound, one_line
 
 __all__ = ["LineProgress", "LiveProgress", "Progress", "QuietProgress", "choose_progress"]
 

@@ -56,7 +56,7 @@ from jinja2.utils import _PassArg, pass_context
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
-from .safetext import bound
+from ..safetext import bound
 
 __all__ = [
     "MAX_ITEMS",

@@ -23,15 +23,15 @@ import anyio
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
-from .client import DEFAULT_BASE_URL, ApiClient, check_credentials
-from .downloads import safe_target
-from .engine import RunResult, RunSettings, execute
 from .errors import Interrupted, Location, UsageError
-from .ledger import JobRecord, Ledger, default_path
+from .ledger import JobRecord, Ledger, default_path, open_ledger
 from .manifest import Manifest
 from .plan import Plan, check_budget, load_plan
-from .progress import Progress
 from .report import ReportPaths, default_report_dir, write_reports
+from .run.client import DEFAULT_BASE_URL, ApiClient, check_credentials
+from .run.downloads import safe_target
+from .run.engine import RunResult, RunSettings, execute
+from .run.progress import Progress
 from .webhooks import EventRelay, run_receiver
 
 __all__ = ["RunOptions", "RunOutcome", "credentials", "run_manifest"]
@@ -117,7 +117,7 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
     """Plan, confirm, render, download and report one manifest."""
     api = None if options.simulate else credentials()  # a missing key fails before anything else
     _split_listen(options.listen)  # so does a bad --listen
-    with Ledger.open(default_path(options.state)) as ledger:
+    with open_ledger(default_path(options.state)) as ledger:
         ledger.acquire_run_lock()
         recovered = ledger.recover()
         manifest, plan = load_plan(options.manifest, ledger, prices=options.prices, max_usd=options.max_usd,

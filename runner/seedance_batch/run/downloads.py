@@ -37,7 +37,7 @@ from typing import BinaryIO
 import anyio
 import httpx
 
-from .errors import TransientError, UsageError
+from ..errors import TransientError, UsageError
 
 __all__ = [
     "BadVideo",

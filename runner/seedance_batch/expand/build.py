@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import Location, ManifestError, ManifestErrors, RepeatedProblems
+from ..errors import Location, ManifestError, ManifestErrors, RepeatedProblems
+from ..safetext import service_text
 from .matrix import Combination
-from .safetext import service_text
-from .shotplan import PARAMS, TEMPLATED, ShotPlan, label_part, shot_plans, slug_part
+from .shots import PARAMS, TEMPLATED, ShotPlan, label_part, shot_plans, slug_part
 from .templating import TemplateProblem, compile_template
 
 if TYPE_CHECKING:
-    from .manifest import Manifest
+    from ..manifest import Manifest
 
 __all__ = ["MAX_EXPANDED_BYTES", "Job", "expand", "request_key", "safe_output_path"]
 
@@ -388,7 +388,7 @@ def _folder_name_problems(manifest: Manifest, plans: list[ShotPlan]) -> list[Man
     The campaign name always names folders (``reports/<campaign>``). Without
     output.filename a video goes to ``<campaign>/<shot id>/<slug>.mp4`` and the
     slug starts with the shot id (it is the whole slug without axes); slug parts
-    are safe by construction (:func:`~seedance_batch.shotplan.slug_part`).
+    are safe by construction (:func:`~seedance_batch.expand.shots.slug_part`).
     ``plans`` are the shots to check (none with output.filename).
     """
     found = []

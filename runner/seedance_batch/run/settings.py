@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .errors import (
+from ..errors import (
     EXIT_ACCOUNT,
     EXIT_BUDGET,
     EXIT_FAILED,
@@ -21,7 +21,7 @@ from .errors import (
     SeedanceError,
     UsageError,
 )
-from .ledger import JobRecord, JobState
+from ..ledger import JobRecord, JobState
 
 __all__ = ["Backoff", "RunResult", "RunSettings", "capped"]
 

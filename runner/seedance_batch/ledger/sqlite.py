@@ -1,4 +1,4 @@
-"""The ledger: SQLite state, the single source of truth of what was submitted.
+"""The SQLite ledger: the embedded default backend of :class:`~seedance_batch.ledger.api.Ledger`.
 
 A job's row is written (committed) *before* its submit is sent and gets its
 task_id (committed) the moment the answer arrives, so a crash at any instant
@@ -18,8 +18,8 @@ and a decimal string, never as a float. The API key never enters the ledger: row
 hold the request body (which has no key) and error messages the client has
 already scrubbed.
 
-Two ways in: :meth:`Ledger.open` for a run (writes, migrates, takes the run lock)
-and :meth:`Ledger.open_read_only` for the commands that only look (``status``,
+Two ways in: :meth:`SqliteLedger.open` for a run (writes, migrates, takes the run lock)
+and :meth:`SqliteLedger.open_read_only` for the commands that only look (``status``,
 ``plan``, ``report``): those never write, never recover, and read a ledger on a
 read-only file system too. A row this version cannot read is one
 :class:`LedgerError` naming the ledger and the job, never a traceback.
@@ -44,113 +44,20 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .errors import LedgerError, Location
-from .ledger_schema import MIGRATIONS, applied_migrations, check_shape, migrate, now_iso
-from .safetext import bound, one_line
+from ..errors import LedgerError, Location
+from ..safetext import bound, one_line
+from .migrations import MIGRATIONS, applied_migrations, check_shape, migrate, now_iso
+from .records import Event, JobRecord, JobState
 
-__all__ = ["Event", "JobRecord", "JobState", "Ledger", "default_path"]
+__all__ = ["SqliteLedger", "default_path"]
 
 DEFAULT_PATH = Path(".seedance") / "ledger.sqlite"
 STATE_ENV = "SEEDANCE_STATE"
-
-
-class JobState(str, Enum):
-    """Where a job stands in the ledger.
-
-    pending     recorded, not (or no longer) being submitted: nothing was sent that
-                the service answered with a task; safe to submit
-    submitting  written before the POST; found at start-up it means a crash mid-submit,
-                and becomes ``unknown``
-    submitted   the service gave a task_id; not terminal yet (in flight)
-    finished    the service says finished; the video is not downloaded yet
-    done        finished, downloaded and verified (size + sha256)
-    failed      the service said failed, or rejected the request (400), or attempts ran out
-    unknown     the submit was sent and no answer came: the task may exist and be billed;
-                resubmitted only with --resubmit-unknown
-    timed_out   run.timeout passed while tracking; the task_id is kept and a later run
-                resumes tracking it (it costs nothing to ask)
-    """
-
-    PENDING = "pending"
-    SUBMITTING = "submitting"
-    SUBMITTED = "submitted"
-    FINISHED = "finished"
-    DONE = "done"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-    TIMED_OUT = "timed_out"
-
-    @property
-    def in_flight(self) -> bool:
-        """A task exists and is being (or can be) tracked without paying again."""
-        return self in (JobState.SUBMITTED, JobState.FINISHED, JobState.TIMED_OUT)
-
-    @property
-    def charged(self) -> bool:
-        """Counts as money spent (or possibly spent) against the budget."""
-        return self in (
-            JobState.SUBMITTING, JobState.SUBMITTED, JobState.FINISHED,
-            JobState.DONE, JobState.UNKNOWN, JobState.TIMED_OUT,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """One job's row in the ledger, as read back.
-
-    Timestamps are ISO-8601 UTC strings (None until the transition happened).
-    ``request`` is the submit body without callback_url, exactly as planned.
-    """
-
-    campaign: str
-    key: str
-    label: str
-    shot: str
-    request: Mapping[str, Any]
-    state: JobState
-    task_id: str | None = None
-    api_status: str | None = None
-    attempts: int = 0
-    credits: int = 0
-    cost_usd: Decimal = Decimal(0)
-    error_class: str | None = None
-    error_message: str | None = None
-    file_url: str | None = None
-    output_path: str | None = None
-    size: int | None = None
-    sha256: str | None = None
-    created_at: str | None = None
-    submitted_at: str | None = None
-    finished_at: str | None = None
-    downloaded_at: str | None = None
-    updated_at: str | None = None
-
-    @property
-    def charged(self) -> bool:
-        """Counts against the budget: a task may exist. A failed task counts too
-        (assumption: the contract does not say whether failed renders are billed)."""
-        return self.state.charged or (self.state is JobState.FAILED and self.task_id is not None)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One line of the audit trail: a state change, a retry, a webhook delivery..."""
-
-    id: int
-    campaign: str
-    key: str
-    label: str
-    at: str
-    kind: str
-    state: str | None = None
-    task_id: str | None = None
-    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 def default_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -275,7 +182,7 @@ def _to_event(row: tuple[Any, ...], where: Location) -> Event:
 class _RunLocks:
     """The run lock's descriptors of the database files this process has open, per inode.
 
-    Each open :class:`Ledger` has its own descriptor of its database file (its own
+    Each open :class:`SqliteLedger` has its own descriptor of its database file (its own
     open file description, so two ledgers of one process exclude each other like
     two processes). A descriptor is never closed while any ledger of this process
     still has that file open: closing it would silently drop SQLite's POSIX locks on
@@ -399,7 +306,7 @@ def _refuse_unwritable(path: Path, where: Location) -> None:
                            "(status, plan and report can read this one as it is)")
 
 
-class Ledger:
+class SqliteLedger:
     """The campaign state in one SQLite file. Safe to share between threads.
 
     Each write method is one committed transaction: the row's new state and its
@@ -422,10 +329,15 @@ class Ledger:
                               hint="pass a readable path with --state or SEEDANCE_STATE") from None
         self._closed = False
 
+    @property
+    def location(self) -> str:
+        """The database file, as the user named it."""
+        return str(self.path)
+
     # --- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Ledger:
+    def open(cls, path: str | os.PathLike[str]) -> SqliteLedger:
         """Open for a run (creating it and its folder if needed) and migrate the ledger at ``path``.
 
         A file that is not a ledger is refused before anything is written to it.
@@ -448,7 +360,7 @@ class Ledger:
         return cls(db, path)
 
     @classmethod
-    def open_read_only(cls, path: str | os.PathLike[str]) -> Ledger | None:
+    def open_read_only(cls, path: str | os.PathLike[str]) -> SqliteLedger | None:
         """Open the ledger at ``path`` only to read it; None when there is none there yet.
 
         No file, an empty file or an empty database is "none yet" (nothing is created).
@@ -510,7 +422,7 @@ class Ledger:
             fcntl.flock(self._run_lock, fcntl.LOCK_UN)
             self._run_lock = None
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> SqliteLedger:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from functools import cache
 
-from .errors import LedgerError, Location
-from .safetext import bound, one_line
+from ..errors import LedgerError, Location
+from ..safetext import bound, one_line
 
 __all__ = ["MIGRATIONS", "applied_migrations", "check_shape", "migrate", "now_iso"]
 

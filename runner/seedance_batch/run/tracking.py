@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from .expand import Job
+from ..expand import Job
 from .polling import Bucket, RenderClock
 
 __all__ = ["Tracked", "Tracker"]

@@ -39,9 +39,7 @@ import anyio.lowlevel
 import stamina
 import stamina.instrumentation
 
-from .client import MAX_TASK_ID, ApiClient, TaskStatus, task_id_problem
-from .downloads import BadVideo, Downloaded, UrlExpired, download, safe_target
-from .errors import (
+from ..errors import (
     AccountError,
     AmbiguousSubmit,
     ApiError,
@@ -52,17 +50,19 @@ from .errors import (
     TransientError,
     UsageError,
 )
-from .expand import Job
-from .ledger import JobState, Ledger
-from .models import max_video_bytes
-from .plan import Plan, PlannedJob
+from ..expand import Job
+from ..ledger import JobState, Ledger
+from ..models import max_video_bytes
+from ..plan import Plan, PlannedJob
+from ..safetext import one_line, service_text
+from ..webhooks import EventRelay
+from .client import MAX_TASK_ID, ApiClient, TaskStatus, task_id_problem
+from .downloads import BadVideo, Downloaded, UrlExpired, download, safe_target
 from .polling import Bucket, RenderClock
 from .progress import Progress, QuietProgress
 from .ratelimit import Pacer
-from .runconfig import Backoff, RunResult, RunSettings, capped
-from .safetext import one_line, service_text
+from .settings import Backoff, RunResult, RunSettings, capped
 from .tracking import Tracked, Tracker
-from .webhooks import EventRelay
 
 __all__ = ["RunResult", "RunSettings", "execute"]
 

@@ -26,8 +26,8 @@ from typing import Any, Protocol
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from ._data import data_path
-from .errors import Location, ManifestError
+from .._data import data_path
+from ..errors import Location, ManifestError
 from .yamlsrc import shown
 
 __all__ = ["axis_value_errors", "did_you_mean", "ecma_pattern", "manifest_errors", "manifest_schema"]

@@ -1,0 +1,76 @@
+"""The ledger: the single source of truth of what was submitted, behind one interface.
+
+Everyone outside this package uses :class:`Ledger` (the interface, :mod:`.api`), the
+records it speaks (:mod:`.records`), :class:`AsyncLedger` from async code, and
+:func:`open_ledger`, which picks the backend from the location the user gave
+(``--state`` or ``$SEEDANCE_STATE``): a backend is a module here and a line in
+:data:`BACKENDS`, keyed by URL scheme; a plain path is the embedded SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, overload
+from urllib.parse import urlsplit
+
+from .aio import AsyncLedger
+from .api import Ledger
+from .records import Event, JobRecord, JobState
+from .sqlite import DEFAULT_PATH, STATE_ENV, SqliteLedger, default_path
+
+__all__ = [
+    "BACKENDS",
+    "AsyncLedger",
+    "Backend",
+    "Event",
+    "JobRecord",
+    "JobState",
+    "Ledger",
+    "SqliteLedger",
+    "default_path",
+    "ledger_location",
+    "open_ledger",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """How to open one kind of ledger: for a run (writes) and only to look (never writes)."""
+
+    open: Callable[[str], Ledger]
+    open_read_only: Callable[[str], Ledger | None]
+
+
+def _sqlite_backend() -> Backend:
+    return Backend(open=SqliteLedger.open, open_read_only=SqliteLedger.open_read_only)
+
+
+# URL scheme -> backend; anything that is not a URL of a listed scheme is a SQLite file path.
+BACKENDS: dict[str, Callable[[], Backend]] = {"sqlite": _sqlite_backend}
+
+
+def ledger_location(explicit: str | os.PathLike[str] | None = None) -> str:
+    """Where the ledger is: ``--state`` > ``$SEEDANCE_STATE`` > ``.seedance/ledger.sqlite``."""
+    if explicit:
+        return os.fspath(explicit)
+    return os.environ.get(STATE_ENV) or str(DEFAULT_PATH)
+
+
+def _backend(location: str) -> tuple[Backend, str]:
+    scheme = urlsplit(location).scheme.lower() if "://" in location else ""
+    if scheme and scheme in BACKENDS:
+        return BACKENDS[scheme](), location
+    return BACKENDS["sqlite"](), location
+
+
+@overload
+def open_ledger(location: str | os.PathLike[str], *, read_only: Literal[False] = False) -> Ledger: ...
+@overload
+def open_ledger(location: str | os.PathLike[str], *, read_only: Literal[True]) -> Ledger | None: ...
+def open_ledger(location: str | os.PathLike[str], *, read_only: bool = False) -> Ledger | None:
+    """The ledger at ``location`` for a run (created when missing, migrated, writable), or
+    with ``read_only`` only to look: never written, and None when there is none yet."""
+    backend, where = _backend(os.fspath(location))
+    return backend.open_read_only(where) if read_only else backend.open(where)

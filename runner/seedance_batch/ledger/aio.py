@@ -1,0 +1,76 @@
+"""The ledger from async code: every call in a worker thread, never on the event loop.
+
+A networked backend may take milliseconds (or, while a connection is re-established,
+seconds) per call; run on the event loop, that would stall every submit, poll and
+download of the run. :class:`AsyncLedger` wraps any :class:`~.api.Ledger` and runs
+each call through :func:`anyio.to_thread.run_sync` on one worker at a time (the
+calls of a run keep their order, as they did on one thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .api import Ledger
+from .records import JobRecord
+
+__all__ = ["AsyncLedger"]
+
+T = TypeVar("T")
+
+
+class AsyncLedger:
+    """Awaitable versions of the ledger's operations; :attr:`sync` is the ledger itself."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.sync = ledger
+        # One call at a time: the backend's transactions stay in the order the run made them.
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await anyio.to_thread.run_sync(partial(method, *args, **kwargs), limiter=self._limiter)
+
+    async def record(self, campaign: str, key: str) -> JobRecord | None:
+        return await self._call(self.sync.record, campaign, key)
+
+    async def records(self, campaign: str) -> list[JobRecord]:
+        return await self._call(self.sync.records, campaign)
+
+    async def begin_submit(self, *, campaign: str, key: str, label: str, shot: str, request: Mapping[str, Any],
+                           credits: int, cost_usd: Decimal, output_path: str | None) -> JobRecord:
+        return await self._call(self.sync.begin_submit, campaign=campaign, key=key, label=label, shot=shot,
+                                request=request, credits=credits, cost_usd=cost_usd, output_path=output_path)
+
+    async def submitted(self, campaign: str, key: str, task_id: str, api_status: str | None) -> bool:
+        return await self._call(self.sync.submitted, campaign, key, task_id, api_status)
+
+    async def release(self, campaign: str, key: str, error_class: str, message: str) -> bool:
+        return await self._call(self.sync.release, campaign, key, error_class, message)
+
+    async def unknown(self, campaign: str, key: str, message: str) -> bool:
+        return await self._call(self.sync.unknown, campaign, key, message)
+
+    async def failed(self, campaign: str, key: str, error_class: str, message: str,
+                     api_status: str | None = None) -> bool:
+        return await self._call(self.sync.failed, campaign, key, error_class, message, api_status)
+
+    async def status_seen(self, campaign: str, key: str, api_status: str) -> bool:
+        return await self._call(self.sync.status_seen, campaign, key, api_status)
+
+    async def finished(self, campaign: str, key: str, file_url: str | None, *, source: str = "status") -> bool:
+        return await self._call(self.sync.finished, campaign, key, file_url, source=source)
+
+    async def downloaded(self, campaign: str, key: str, output_path: str, size: int, sha256: str) -> bool:
+        return await self._call(self.sync.downloaded, campaign, key, output_path, size, sha256)
+
+    async def timed_out(self, campaign: str, key: str, message: str) -> bool:
+        return await self._call(self.sync.timed_out, campaign, key, message)
+
+    async def note(self, campaign: str, key: str, kind: str, detail: Mapping[str, Any] | None = None) -> None:
+        await self._call(self.sync.note, campaign, key, kind, detail)
