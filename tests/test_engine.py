@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine_support import SCALE, make_jobs, plan_for, run_engine, settings
-from seedance_batch.ledger import JobState, Ledger, open_ledger
+from seedance_batch.ledger import Ledger, open_ledger
 from seedance_batch.simulator import SimulatorConfig, run_simulator
 
 

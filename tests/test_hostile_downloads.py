@@ -221,7 +221,7 @@ shots:
 
 
 def test_run_refuses_a_target_that_is_a_link_out_of_the_output_folder_before_submitting(tmp_path: Path) -> None:
-    from seedance_batch.plan import load_plan
+    from seedance_batch.pipeline import load_plan
 
     (tmp_path / "m.yaml").write_text(MANIFEST)
     _, plan = load_plan(tmp_path / "m.yaml", None)

@@ -27,8 +27,8 @@ import pytest
 from engine_support import numbered_manifest
 from seedance_batch.cli import main
 from seedance_batch.errors import LedgerError
-from seedance_batch.ledger import JobRecord, JobState, Ledger, open_ledger
-from seedance_batch.plan import load_plan
+from seedance_batch.ledger import JobRecord, JobState, open_ledger
+from seedance_batch.pipeline import load_plan
 from seedance_batch.safetext import one_line
 from seedance_batch.simulator import SimulatorConfig, run_simulator
 from seedance_batch.simulator.config import Latency

@@ -37,9 +37,10 @@ from starlette.routing import Route
 from report_campaign import CATALOG, make_job, make_record
 from seedance_batch._data import data_path
 from seedance_batch.expand import Job
-from seedance_batch.ledger import JobRecord, JobState, Ledger, open_ledger
+from seedance_batch.ledger import JobRecord, JobState, open_ledger
 from seedance_batch.models import price_jobs
-from seedance_batch.plan import load_plan, make_plan
+from seedance_batch.pipeline import load_plan
+from seedance_batch.plan import make_plan
 from seedance_batch.report import ReportPaths, markdown, write_reports
 from seedance_batch.report.data import build_report
 from seedance_batch.report.tables import CSV_COLUMNS

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from report_campaign import SAMPLE_MP4
-from seedance_batch.ledger import Ledger, open_ledger
-from seedance_batch.plan import load_plan
+from seedance_batch.ledger import open_ledger
+from seedance_batch.pipeline import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = "brightside-launch"

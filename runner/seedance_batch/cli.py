@@ -21,7 +21,8 @@ from rich.console import Console
 from . import __version__, display
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BudgetExceeded, Interrupted, SeedanceError
 from .models import load_catalog
-from .plan import check_budget, load_plan, view_campaign, write_plan_json
+from .pipeline import load_plan, view_campaign
+from .plan import check_budget, write_plan_json
 from .safetext import one_line
 
 __all__ = ["cli", "main"]

@@ -8,26 +8,21 @@ is tracked, never resubmitted.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import orjson
 
 from .errors import BudgetExceeded
-from .expand import expand
-from .ledger import JobRecord, JobState, Ledger, default_path, open_ledger
-from .manifest import Manifest, load_manifest
-from .models import Catalog, PricedJob, load_catalog, price_jobs
+from .ledger import JobRecord, JobState
+from .models import Catalog, PricedJob
 
 __all__ = [
-    "Change", "LedgerView", "Plan", "PlannedJob", "check_budget", "load_plan", "make_plan", "plan_to_dict",
-    "view_campaign", "write_plan_json",
+    "Change", "Plan", "PlannedJob", "check_budget", "make_plan", "plan_to_dict", "write_plan_json",
 ]
 
 
@@ -217,77 +212,3 @@ def _jsonable(value: object) -> object:
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def load_plan(
-    manifest_path: Path,
-    ledger: Ledger | None,
-    *,
-    prices: str | Path | None = None,
-    max_usd: Decimal | None = None,
-    retry_failed: bool = False,
-    resubmit_unknown: bool = False,
-) -> tuple[Manifest, Plan]:
-    """Load, expand, check and price a manifest, then plan it against the ledger.
-
-    ``ledger`` None means there is none yet (a dry run creates no files);
-    ``max_usd`` overrides the manifest's ``budget.max_usd``.
-    """
-    manifest = load_manifest(manifest_path)
-    catalog = load_catalog(prices)
-    records = ledger.records(manifest.name) if ledger is not None else []
-    with _gc_paused():
-        plan = make_plan(
-            price_jobs(expand(manifest), catalog), records, campaign=manifest.name, manifest_path=manifest_path,
-            catalog=catalog, budget_usd=max_usd if max_usd is not None else manifest.budget_usd,
-            retry_failed=retry_failed, resubmit_unknown=resubmit_unknown,
-        )
-    return manifest, plan
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerView:
-    """A manifest planned against its ledger, for the commands that only look."""
-
-    manifest: Manifest
-    plan: Plan
-    records: tuple[JobRecord, ...]  # every ledger row of the campaign, oldest first
-    ledger_path: Path
-
-
-def view_campaign(manifest_path: Path, state: str | None, **flags: Any) -> LedgerView:
-    """Plan ``manifest_path`` against the ledger at ``state`` without running or writing anything.
-
-    The ledger is opened read-only (on a read-only file system too) and never
-    recovered: a ``submitting`` row may be a live run's, and only a run, holding the
-    run lock, may decide it crashed. A missing or empty ledger is read as empty and
-    not created; a file that is not a ledger is refused, untouched.
-    """
-    path = default_path(state)
-    ledger = open_ledger(path, read_only=True)
-    if ledger is None:
-        manifest, plan = load_plan(manifest_path, None, **flags)
-        return LedgerView(manifest, plan, (), path)
-    with ledger:
-        manifest, plan = load_plan(manifest_path, ledger, **flags)
-        records = tuple(ledger.records(plan.campaign))
-    return LedgerView(manifest, plan, records, path)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a large campaign is planned.
-
-    Planning allocates hundreds of thousands of small objects that all stay alive
-    (the jobs) and form no cycles; the collector would rescan the growing heap
-    again and again for nothing (a third of plan time at 100,000 jobs). They live
-    as long as the plan, so afterwards they are frozen out of its scans too.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()

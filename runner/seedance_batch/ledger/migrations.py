@@ -15,24 +15,19 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
 from functools import cache
 
 from ..errors import LedgerError, Location
 from ..safetext import bound, one_line
+from ..times import now_iso
 
-__all__ = ["MIGRATIONS", "applied_migrations", "check_shape", "migrate", "now_iso"]
+__all__ = ["MIGRATIONS", "applied_migrations", "check_shape", "migrate"]
 
 # How many of a foreign database's own table names a refusal shows (enough to recognise it).
 _SHOWN_NAMES = 3
 # A refusal names what it found, bounded: table names are outside text.
 _SHOWN_NAME_CHARS = 60
 _NOT_A_LEDGER_HINT = "point --state at another file, or move this one away"
-
-
-def now_iso() -> str:
-    """The current UTC time as ISO-8601 with microseconds (the ledger's timestamps)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 # --- schema: ordered, named migrations --------------------------------------------------------

@@ -51,7 +51,8 @@ from typing import Any
 
 from ..errors import LedgerError, Location
 from ..safetext import bound, one_line
-from .migrations import MIGRATIONS, applied_migrations, check_shape, migrate, now_iso
+from ..times import now_iso
+from .migrations import MIGRATIONS, applied_migrations, check_shape, migrate
 from .records import Event, JobRecord, JobState
 
 __all__ = ["SqliteLedger", "default_path"]

@@ -21,9 +21,10 @@ from urllib.parse import quote
 
 from ..ledger import JobRecord, JobState
 from ..plan import Plan, PlannedJob
+from ..times import parse_time
 from .redact import Redactor
 
-__all__ = ["PLANNED", "STATES", "Report", "ReportRow", "Totals", "build_report", "parse_time"]
+__all__ = ["PLANNED", "STATES", "Report", "ReportRow", "Totals", "build_report"]
 
 # A job with no ledger record yet: in the plan, never submitted.
 PLANNED = "planned"
@@ -296,20 +297,6 @@ def _totals(rows: list[ReportRow], superseded: list[JobRecord], budget: Decimal 
         superseded_jobs=len(superseded),
         superseded_usd=old_usd,
     )
-
-
-def parse_time(value: datetime | str | None) -> datetime | None:
-    """An ISO-8601 timestamp (``Z`` accepted) as an aware UTC datetime; None if absent or bad."""
-    if value is None or isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # the ledger writes UTC
-    return moment
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:

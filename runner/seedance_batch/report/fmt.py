@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from .data import parse_time
+from ..times import parse_time
 
 __all__ = ["PROBLEM_REASONS", "duration", "span", "state_word", "usd", "when"]
 

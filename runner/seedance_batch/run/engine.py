@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,7 @@ from ..ledger import JobState, Ledger
 from ..models import max_video_bytes
 from ..plan import Plan, PlannedJob
 from ..safetext import one_line, service_text
+from ..times import seconds_since
 from ..webhooks import EventRelay
 from .client import MAX_TASK_ID, ApiClient, TaskStatus, task_id_problem
 from .downloads import BadVideo, Downloaded, UrlExpired, download, safe_target
@@ -149,7 +149,7 @@ class Engine:
             self.progress.job(planned.label, "not tracked",
                               f"its task id cannot be used ({problem}): {shown}; check the APIDot dashboard")
             return
-        item = self._tracked(planned.priced.job, rec.task_id, _age_seconds(rec.submitted_at), resumed=True)
+        item = self._tracked(planned.priced.job, rec.task_id, seconds_since(rec.submitted_at), resumed=True)
         item.holds_slot = _try_acquire(self.slots)
         self.progress.job(planned.label, "tracking", shown)
         if downloadable:
@@ -493,17 +493,6 @@ def _try_acquire(semaphore: anyio.Semaphore) -> bool:
     except anyio.WouldBlock:
         return False
     return True
-
-
-def _age_seconds(iso: str | None) -> float:
-    """Real seconds since an ISO timestamp (0 when unknown)."""
-    if not iso:
-        return 0.0
-    try:
-        then = datetime.fromisoformat(iso)
-    except ValueError:
-        return 0.0
-    return max(0.0, time.time() - then.timestamp())
 
 
 async def execute(plan: Plan, settings: RunSettings, *, client: ApiClient, ledger: Ledger,
