@@ -1,18 +1,36 @@
-"""The ledger: a real SQLite file, its transitions, recovery, migrations and money."""
+"""The SQLite ledger: its file, its migrations, its money, and a ledger an older version wrote.
+
+What every backend promises is tests/test_ledger_contract.py; here is what only the
+SQLite file has. ``tests/data/ledger-86a5b1b.sqlite`` was written by the session's first
+commit (86a5b1b): a crashed submit, a rejected job and a released one seeded through
+that version's own ledger, then ``seedance-batch run manifests/ad-localization.yaml
+--simulate`` (20 done, 1 failed, 1 unknown; 98 events). It must open unchanged.
+"""
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import inspect
+import json
+import shutil
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+import seedance_batch
+from conftest import Project
+from seedance_batch import ledger as ledger_package
 from seedance_batch.errors import LedgerError
 from seedance_batch.ledger import JobState, Ledger, default_path, open_ledger
-from seedance_batch.ledger import migrations as ledger_schema
+from seedance_batch.ledger import migrations as ledger_migrations
+from seedance_batch.ledger.sqlite import schema as sqlite_schema
 
 REQUEST = {"model": "seedance-2", "input": {"prompt": "a lighthouse", "duration": 5, "resolution": "720p"}}
+OLD_LEDGER = Path(__file__).parent / "data" / "ledger-86a5b1b.sqlite"
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 
 
 def begin(led: Ledger, key: str = "k1", label: str = "hero/en") -> None:
@@ -20,10 +38,19 @@ def begin(led: Ledger, key: str = "k1", label: str = "hero/en") -> None:
                      credits=200, cost_usd=Decimal("1.00"), output_path=f"c/hero/{label}.mp4")
 
 
-@pytest.fixture
-def led(tmp_path: Path) -> Ledger:
-    with open_ledger(tmp_path / "state" / "ledger.sqlite") as opened:
-        yield opened
+def test_the_packages_surface_is_its_all_and_nothing_outside_imports_a_backend() -> None:
+    exported = set(ledger_package.__all__)
+    assert all(hasattr(ledger_package, name) for name in exported)
+    own = {name for name, value in vars(ledger_package).items() if not name.startswith("_")
+           and not inspect.ismodule(value) and getattr(value, "__module__", "").startswith("seedance_batch.ledger")}
+    assert own <= exported, own - exported
+    package = Path(seedance_batch.__file__).parent
+    for source in package.rglob("*.py"):
+        if "ledger" in source.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert "ledger.sqlite" not in node.module, f"{source} imports a backend: {node.module}"
 
 
 def test_default_path_prefers_flag_then_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,83 +61,50 @@ def test_default_path_prefers_flag_then_env(monkeypatch: pytest.MonkeyPatch) -> 
     assert default_path("flag.sqlite") == Path("flag.sqlite")
 
 
-def test_open_creates_folder_and_uses_wal(tmp_path: Path) -> None:
+def test_a_sqlite_url_names_the_same_file_as_its_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_ledger(f"sqlite:///{tmp_path}/a.sqlite") as by_url:
+        begin(by_url)
+    with open_ledger("sqlite:///b.sqlite") as relative:
+        begin(relative)
+    assert sorted(p.name for p in tmp_path.glob("*.sqlite")) == ["a.sqlite", "b.sqlite"]
+    looking = open_ledger(tmp_path / "a.sqlite", read_only=True)
+    assert looking is not None and looking.record("c", "k1") is not None
+    looking.close()
+
+
+def test_open_creates_folder_and_uses_wal_and_records_each_migration(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "ledger.sqlite"
     open_ledger(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    names = [r[0] for r in db.execute("SELECT name FROM _migrations")]
-    assert names == [name for name, _ in ledger_schema.MIGRATIONS]
+    assert [r[0] for r in db.execute("SELECT name FROM _migrations")] == list(ledger_migrations.MIGRATIONS)
 
 
-def test_full_life_of_a_job_is_committed_and_audited(led: Ledger, tmp_path: Path) -> None:
-    begin(led)
-    # committed before the POST: a second connection sees it
-    other = sqlite3.connect(led.path)
-    assert other.execute("SELECT state, attempts FROM jobs").fetchone() == ("submitting", 1)
-    assert led.submitted("c", "k1", "task-1", "not_started")
-    assert other.execute("SELECT state, task_id FROM jobs").fetchone() == ("submitted", "task-1")
-    assert led.status_seen("c", "k1", "running")
-    assert not led.status_seen("c", "k1", "running")  # unchanged: no event
-    assert led.finished("c", "k1", "http://files/v.mp4")
-    assert led.downloaded("c", "k1", "c/hero/hero/en.mp4", 1234, "ab" * 32)
-    rec = led.record("c", "k1")
-    assert rec is not None
-    assert (rec.state, rec.task_id, rec.size, rec.sha256) == (JobState.DONE, "task-1", 1234, "ab" * 32)
-    assert rec.cost_usd == Decimal("1.00") and rec.credits == 200
-    assert rec.submitted_at and rec.finished_at and rec.downloaded_at
-    kinds = [e.kind for e in led.events("c")]
-    assert kinds == ["submitting", "submitted", "status", "finished", "downloaded"]
-    assert led.by_task_id("task-1") == rec
+def test_the_sqlite_steps_are_the_backend_neutral_names_in_order() -> None:
+    assert tuple(name for name, _ in sqlite_schema.STEPS) == ledger_migrations.MIGRATIONS
+    steps: ledger_migrations.Steps[object] = ledger_migrations.Steps("test")  # type: ignore[type-var]
+    steps(sqlite_schema.m001_jobs_and_events)
+    steps(lambda: None)  # a step no migration is named after
+    with pytest.raises(RuntimeError, match="test ledger migrations"):
+        steps.in_order()
 
 
-def test_transitions_never_move_a_job_backwards(led: Ledger) -> None:
-    begin(led)
-    led.submitted("c", "k1", "task-1", "not_started")
-    led.finished("c", "k1", "u")
-    led.downloaded("c", "k1", "p", 1, "0" * 64)
-    assert not led.finished("c", "k1", "u2", source="webhook")  # a late duplicate
-    assert not led.failed("c", "k1", "task_failed", "late")
-    with pytest.raises(LedgerError, match="task task-2 cannot go on this job's row"):
-        led.submitted("c", "k1", "task-2", None)  # a second task is never dropped silently
-    assert led.record("c", "k1").state is JobState.DONE
+def test_a_write_commits_before_it_returns(tmp_path: Path) -> None:
+    with open_ledger(tmp_path / "l.sqlite") as led:
+        begin(led)
+        other = sqlite3.connect(tmp_path / "l.sqlite")  # another connection sees it at once
+        assert other.execute("SELECT state, attempts FROM jobs").fetchone() == ("submitting", 1)
+        led.submitted("c", "k1", "task-1", "not_started")
+        assert other.execute("SELECT state, task_id FROM jobs").fetchone() == ("submitted", "task-1")
 
 
-def test_release_then_resubmit_counts_attempts(led: Ledger) -> None:
-    begin(led)
-    assert led.release("c", "k1", "rate_limited", "429")
-    assert led.record("c", "k1").state is JobState.PENDING
-    begin(led)
-    rec = led.record("c", "k1")
-    assert (rec.state, rec.attempts, rec.error_class) == (JobState.SUBMITTING, 2, None)
-
-
-def test_recover_turns_submitting_into_unknown(tmp_path: Path) -> None:
-    path = tmp_path / "l.sqlite"
-    with open_ledger(path) as led:
-        begin(led, "k1", "a")
-        begin(led, "k2", "b")
-        led.submitted("c", "k2", "task-2", None)
-    # "crash": reopen
-    with open_ledger(path) as led:
-        recovered = led.recover()
-        assert [r.key for r in recovered] == ["k1"]
-        assert recovered[0].state is JobState.UNKNOWN
-        assert led.record("c", "k2").state is JobState.SUBMITTED
-        assert led.events("c")[-1].kind == "recovered"
-        assert led.recover() == []
-
-
-def test_records_oldest_first_and_money_is_exact(led: Ledger) -> None:
-    for index in range(3):
-        led.begin_submit(campaign="c", key=f"k{index}", label=f"l{index}", shot="s", request=REQUEST,
-                         credits=3, cost_usd=Decimal("0.015"), output_path=None)
-    begin(led, "k0", "l0")  # an update keeps its place
-    assert [r.key for r in led.records("c")] == ["k0", "k1", "k2"]
-    assert sum(r.cost_usd for r in led.records("c")) == Decimal("1.030")  # k0 re-priced at 1.00
-    raw = sqlite3.connect(led.path).execute("SELECT typeof(cost_usd) FROM jobs LIMIT 1").fetchone()[0]
-    assert raw == "text"
-    assert led.records("other") == []
+def test_money_is_stored_as_text_never_a_float(tmp_path: Path) -> None:
+    with open_ledger(tmp_path / "l.sqlite") as led:
+        led.begin_submit(campaign="c", key="k", label="l", shot="s", request=REQUEST, credits=3,
+                         cost_usd=Decimal("0.015"), output_path=None)
+    raw = sqlite3.connect(tmp_path / "l.sqlite").execute("SELECT typeof(cost_usd), cost_usd FROM jobs").fetchone()
+    assert raw == ("text", "0.015")
 
 
 def test_ledger_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -119,12 +113,13 @@ def test_ledger_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("INSERT INTO _migrations VALUES ('m999_from_the_future', 'now')")
     db.commit()
-    with pytest.raises(LedgerError) as caught:
-        open_ledger(path)
-    assert str(caught.value) == (
-        f"{path}: this ledger was written by a newer seedance-batch (schema m999_from_the_future); "
-        "upgrade seedance-batch (pip install -U seedance-batch), or use another --state file"
-    )
+    for opener in (open_ledger, lambda p: open_ledger(p, read_only=True)):
+        with pytest.raises(LedgerError) as caught:
+            opener(path)
+        assert str(caught.value) == (
+            f"{path}: this ledger was written by a newer seedance-batch (schema m999_from_the_future); "
+            "upgrade seedance-batch (pip install -U seedance-batch), or use another --state file"
+        )
 
 
 def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
@@ -136,22 +131,77 @@ def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
 
 def test_two_connections_migrate_once(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
-    first, second = open_ledger(path), open_ledger(path)
-    begin(first)
-    assert second.record("c", "k1").state is JobState.SUBMITTING
-    first.close()
-    second.close()
+    with open_ledger(path) as first, open_ledger(path) as second:
+        begin(first)
+        assert second.record("c", "k1").state is JobState.SUBMITTING
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM _migrations").fetchone() == (1,)
 
 
-def test_one_run_at_a_time_and_no_recovery_under_a_live_run(tmp_path: Path) -> None:
-    path = tmp_path / "l.sqlite"
-    running, other = open_ledger(path), open_ledger(path)
-    running.acquire_run_lock()
-    begin(running)  # a live submit in the other "process"
-    with pytest.raises(LedgerError, match="another seedance-batch run is using this ledger"):
-        other.acquire_run_lock()
-    assert other.recover() == []  # its submitting row is live, not crashed
-    assert other.record("c", "k1").state is JobState.SUBMITTING
-    running.close()
-    assert [r.key for r in other.recover()] == ["k1"]
-    other.close()
+# --- a ledger written by the session's first commit -----------------------------------------
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _rows(path: Path) -> dict[str, tuple[str, str | None, int]]:
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        return {label: (state, task_id, attempts)
+                for label, state, task_id, attempts in db.execute("SELECT label, state, task_id, attempts FROM jobs")}
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def old(project: Project) -> Project:
+    """A project with the manifest and, as its ledger, a copy of the one the first commit wrote."""
+    folder = project.path
+    for name in ("ad-localization.yaml", "locales.csv"):
+        shutil.copy(MANIFESTS / name, folder / name)
+    (folder / ".seedance").mkdir()
+    shutil.copy(OLD_LEDGER, folder / ".seedance" / "ledger.sqlite")
+    return project
+
+
+def test_the_old_ledger_is_the_fixture_it_says() -> None:
+    rows = _rows(OLD_LEDGER)
+    states = sorted(state for state, _, _ in rows.values())
+    assert states == ["done"] * 20 + ["failed", "unknown"]
+    assert rows["hero/de-DE/9:16"][0::2] == ("done", 2)  # released once, then rendered
+
+
+def test_status_and_plan_read_the_old_ledger_and_leave_it_as_it_was(old: Project) -> None:
+    ledger = old.path / ".seedance" / "ledger.sqlite"
+    before = _sha(ledger)
+    status = json.loads(old.run("status", "ad-localization.yaml", "--json").assert_success().out)
+    assert status["totals"]["done"] == 20
+    assert (status["totals"]["failed"], status["totals"]["unknown"], status["spent_usd"]) == (1, 1, "27.440")
+    plan = json.loads(old.run("plan", "ad-localization.yaml", "--json").assert_success().out)
+    assert plan["counts"] == {"new": 0, "changed": 0, "in-flight": 0, "done": 20, "failed": 1, "unknown": 1}
+    assert (plan["total_usd"], plan["spent_usd"]) == (0, 27.44)
+    assert _sha(ledger) == before
+
+
+def test_a_run_over_the_old_ledger_submits_nothing_and_done_stays_done(old: Project) -> None:
+    ledger = old.path / ".seedance" / "ledger.sqlite"
+    before = _rows(ledger)
+    outcome = old.run("run", "ad-localization.yaml", "--simulate").assert_failed(1)
+    assert "submitted 0 this run" in outcome.out
+    assert _rows(ledger) == before
+    db = sqlite3.connect(ledger)
+    assert db.execute("SELECT name, applied_at FROM _migrations").fetchall() == [
+        ("m001_jobs_and_events", "2026-12-01T21:02:22.868754+00:00")]  # opened unchanged: not migrated again
+
+
+def test_the_old_ledgers_failed_and_unknown_jobs_are_resubmitted_when_asked(old: Project) -> None:
+    ledger = old.path / ".seedance" / "ledger.sqlite"
+    before = _rows(ledger)
+    outcome = old.run("run", "ad-localization.yaml", "--simulate", "--retry-failed",
+                      "--resubmit-unknown").assert_success()
+    assert "22 done; submitted 2 this run" in outcome.out
+    after = _rows(ledger)
+    again = {label for label, (state, _, _) in before.items() if state != "done"}
+    assert again == {"hero/en-US/9:16", "hero/en-US/16:9"}
+    assert {label: row for label, row in after.items() if label not in again} == {
+        label: row for label, row in before.items() if label not in again}
+    assert all(after[label][0] == "done" and after[label][2] == 2 for label in again)

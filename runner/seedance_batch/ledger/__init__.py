@@ -1,7 +1,8 @@
 """The ledger: the single source of truth of what was submitted, behind one interface.
 
 Everyone outside this package uses :class:`Ledger` (the interface, :mod:`.api`), the
-records it speaks (:mod:`.records`), :class:`AsyncLedger` from async code, and
+records it speaks and the job-state vocabulary (:mod:`.records`), the state machine every
+backend follows (:mod:`.transitions`), :class:`AsyncLedger` from async code, and
 :func:`open_ledger`, which picks the backend from the location the user gave
 (``--state`` or ``$SEEDANCE_STATE``): a backend is a module here and a line in
 :data:`BACKENDS`, keyed by URL scheme; a plain path is the embedded SQLite file.
@@ -17,11 +18,16 @@ from urllib.parse import urlsplit
 
 from .aio import AsyncLedger
 from .api import Ledger
-from .records import Event, JobRecord, JobState
+from .records import PLANNED, VOCABULARY, Event, JobRecord, JobState, StateInfo
 from .sqlite import DEFAULT_PATH, STATE_ENV, SqliteLedger, default_path
+from .transitions import RESUBMITTABLE, TRANSITIONS, Transition, TransitionRefused
 
 __all__ = [
     "BACKENDS",
+    "PLANNED",
+    "RESUBMITTABLE",
+    "TRANSITIONS",
+    "VOCABULARY",
     "AsyncLedger",
     "Backend",
     "Event",
@@ -29,6 +35,9 @@ __all__ = [
     "JobState",
     "Ledger",
     "SqliteLedger",
+    "StateInfo",
+    "Transition",
+    "TransitionRefused",
     "default_path",
     "ledger_location",
     "open_ledger",
@@ -44,7 +53,14 @@ class Backend:
 
 
 def _sqlite_backend() -> Backend:
-    return Backend(open=SqliteLedger.open, open_read_only=SqliteLedger.open_read_only)
+    return Backend(open=lambda where: SqliteLedger.open(_sqlite_path(where)),
+                   open_read_only=lambda where: SqliteLedger.open_read_only(_sqlite_path(where)))
+
+
+def _sqlite_path(location: str) -> str:
+    """The file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL (SQLAlchemy's spelling); a path as it is."""
+    prefix = "sqlite:///"
+    return location[len(prefix):] if location.lower().startswith(prefix) else location
 
 
 # URL scheme -> backend; anything that is not a URL of a listed scheme is a SQLite file path.

@@ -9,16 +9,13 @@ calls of a run keep their order, as they did on one thread).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
-
 from .api import Ledger
-from .records import JobRecord
+from .records import Event, JobRecord, JobState
 
 __all__ = ["AsyncLedger"]
 
@@ -26,15 +23,21 @@ T = TypeVar("T")
 
 
 class AsyncLedger:
-    """Awaitable versions of the ledger's operations; :attr:`sync` is the ledger itself."""
+    """Awaitable versions of the ledger's operations (the same guarantees, the same
+    errors: see :mod:`.api`); :attr:`sync` is the ledger itself."""
 
     def __init__(self, ledger: Ledger) -> None:
+        # Imported here: plan and validate load the ledger package, never the run stack.
+        import anyio
+        import anyio.to_thread
+
         self.sync = ledger
         # One call at a time: the backend's transactions stay in the order the run made them.
         self._limiter = anyio.CapacityLimiter(1)
+        self._run_sync = anyio.to_thread.run_sync
 
     async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await anyio.to_thread.run_sync(partial(method, *args, **kwargs), limiter=self._limiter)
+        return await self._run_sync(partial(method, *args, **kwargs), limiter=self._limiter)
 
     async def record(self, campaign: str, key: str) -> JobRecord | None:
         return await self._call(self.sync.record, campaign, key)
@@ -42,10 +45,21 @@ class AsyncLedger:
     async def records(self, campaign: str) -> list[JobRecord]:
         return await self._call(self.sync.records, campaign)
 
+    async def by_task_id(self, task_id: str) -> JobRecord | None:
+        return await self._call(self.sync.by_task_id, task_id)
+
+    async def events(self, campaign: str) -> list[Event]:
+        return await self._call(self.sync.events, campaign)
+
+    async def recover(self) -> list[JobRecord]:
+        return await self._call(self.sync.recover)
+
     async def begin_submit(self, *, campaign: str, key: str, label: str, shot: str, request: Mapping[str, Any],
-                           credits: int, cost_usd: Decimal, output_path: str | None) -> JobRecord:
+                           credits: int, cost_usd: Decimal, output_path: str | None,
+                           resubmit: Collection[JobState] = ()) -> JobRecord:
         return await self._call(self.sync.begin_submit, campaign=campaign, key=key, label=label, shot=shot,
-                                request=request, credits=credits, cost_usd=cost_usd, output_path=output_path)
+                                request=request, credits=credits, cost_usd=cost_usd, output_path=output_path,
+                                resubmit=resubmit)
 
     async def submitted(self, campaign: str, key: str, task_id: str, api_status: str | None) -> bool:
         return await self._call(self.sync.submitted, campaign, key, task_id, api_status)

@@ -1,148 +1,70 @@
-"""The ledger's schema: ordered, named migrations recorded in a ``_migrations`` table.
+"""The ledger's schema history: ordered, named migrations, the same names in every backend.
 
-Shaped after simonw/llm's ``migrations.py``: each migration is a function, applied
-once, in order, in its own transaction, and its name recorded. A ledger that lists
-a migration this version does not know was written by a newer seedance-batch and
-is refused with a clear message rather than misread.
-
-Before anything is written, :func:`applied_migrations` makes sure the file is a
-ledger (or an empty database: a new one). A database of another program is refused
-and left as it was, byte for byte. :func:`check_shape` refuses a ledger whose tables
-lack a column this version reads.
+Shaped after simonw/llm's ``migrations.py``: each migration is a function named after
+the change, applied once, in order, in its own transaction, its name recorded in the
+ledger's ``_migrations`` table. What is shared by every backend is the list of names
+(:data:`MIGRATIONS`, the schema's history) and what a name means: a ledger listing a
+migration this version does not know was written by a newer seedance-batch and is
+refused rather than misread (:func:`known_migrations`). Each backend writes its own
+DDL for each name, registered with a :class:`Steps` decorator (SQLite:
+:mod:`.sqlite.schema`), and :meth:`Steps.in_order` checks at import that it has one
+for every name, no more.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Iterable, Mapping
-from functools import cache
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 from ..errors import LedgerError, Location
 from ..safetext import bound, one_line
-from ..times import now_iso
 
-__all__ = ["MIGRATIONS", "applied_migrations", "check_shape", "migrate"]
+__all__ = ["MIGRATIONS", "Steps", "known_migrations", "shown_names"]
 
-# How many of a foreign database's own table names a refusal shows (enough to recognise it).
-_SHOWN_NAMES = 3
-# A refusal names what it found, bounded: table names are outside text.
-_SHOWN_NAME_CHARS = 60
-_NOT_A_LEDGER_HINT = "point --state at another file, or move this one away"
-
-
-# --- schema: ordered, named migrations --------------------------------------------------------
-
-def _m001_jobs_and_events(db: sqlite3.Connection) -> None:
-    db.execute(
-        """CREATE TABLE jobs (
-            campaign TEXT NOT NULL, key TEXT NOT NULL, label TEXT NOT NULL, shot TEXT NOT NULL,
-            request TEXT NOT NULL, state TEXT NOT NULL, task_id TEXT, api_status TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0, credits INTEGER NOT NULL DEFAULT 0,
-            cost_usd TEXT NOT NULL DEFAULT '0', error_class TEXT, error_message TEXT,
-            file_url TEXT, output_path TEXT, size INTEGER, sha256 TEXT,
-            created_at TEXT, submitting_at TEXT, submitted_at TEXT, finished_at TEXT,
-            downloaded_at TEXT, updated_at TEXT,
-            UNIQUE (campaign, key))"""
-    )
-    db.execute("CREATE INDEX jobs_task_id ON jobs (task_id)")
-    db.execute(
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, campaign TEXT NOT NULL, key TEXT NOT NULL,
-            label TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, state TEXT,
-            task_id TEXT, detail TEXT NOT NULL DEFAULT '{}')"""
-    )
-    db.execute("CREATE INDEX events_campaign ON events (campaign, id)")
-
-
-# Append only; never rename or reorder (the names are what a ledger file records).
-MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
-    ("m001_jobs_and_events", _m001_jobs_and_events),
+# Append only; never rename or reorder (the names are what a ledger records).
+MIGRATIONS: tuple[str, ...] = (
+    "m001_jobs_and_events",  # the jobs table (one row per job) and the events table (the audit trail)
 )
 
+Step = TypeVar("Step", bound=Callable[..., None])
 
-def applied_migrations(db: sqlite3.Connection, where: Location) -> tuple[str, ...]:
-    """The migrations this ledger has applied; ``()`` for an empty database (a new ledger).
+# How many names a message shows (enough to recognise them), and how much of each: outside text.
+_SHOWN_NAMES = 3
+_SHOWN_NAME_CHARS = 60
 
-    Only reads. Raises :class:`LedgerError` for a database that belongs to another
-    program (tables of its own, or a ``_migrations`` table with none of ours) and for
-    a ledger written by a newer seedance-batch. SQLite errors (not a database at all,
-    cannot open) propagate as :class:`sqlite3.Error` for the caller to word.
-    """
-    objects = db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
-    if not objects:
-        return ()
-    tables = {name for kind, name in objects if kind == "table"}
-    foreign = LedgerError(f"not a seedance-batch ledger (it holds tables of another program: "
-                          f"{_shown(tables or {name for _, name in objects})})",
-                          location=where, hint=_NOT_A_LEDGER_HINT)
-    if "_migrations" not in tables:
-        raise foreign
-    try:
-        applied = {str(row[0]) for row in db.execute("SELECT name FROM _migrations")}
-    except sqlite3.OperationalError:  # a _migrations table of another shape: another program's
-        raise foreign from None
-    known = {name for name, _ in MIGRATIONS}
-    if not applied & known and (applied or tables != {"_migrations"}):
-        # Another tool's _migrations table (a common name), or a bare one beside foreign tables.
-        raise foreign
-    newer = sorted(applied - known)
+
+class Steps(Generic[Step]):
+    """One backend's DDL per migration name; ``@steps`` registers a function under its own name."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self._by_name: dict[str, Step] = {}
+
+    def __call__(self, step: Step) -> Step:
+        self._by_name[step.__name__] = step
+        return step
+
+    def in_order(self) -> tuple[tuple[str, Step], ...]:
+        """``(name, step)`` in :data:`MIGRATIONS` order; a name missing or unknown here is a bug."""
+        if set(self._by_name) != set(MIGRATIONS):
+            raise RuntimeError(f"{self.backend} ledger migrations {sorted(self._by_name)} are not {list(MIGRATIONS)}")
+        return tuple((name, self._by_name[name]) for name in MIGRATIONS)
+
+
+def known_migrations(applied: Iterable[str], where: Location) -> tuple[str, ...]:
+    """The applied migrations, in order; a ledger with one this version does not know is refused."""
+    applied = set(applied)
+    newer = sorted(applied - set(MIGRATIONS))
     if newer:
         raise LedgerError(
-            f"this ledger was written by a newer seedance-batch (schema {_shown(newer[-1:])})", location=where,
+            f"this ledger was written by a newer seedance-batch (schema {shown_names(newer[-1:])})", location=where,
             hint="upgrade seedance-batch (pip install -U seedance-batch), or use another --state file",
         )
-    return tuple(name for name, _ in MIGRATIONS if name in applied)
+    return tuple(name for name in MIGRATIONS if name in applied)
 
 
-def check_shape(db: sqlite3.Connection, where: Location) -> None:
-    """Refuse a ledger whose tables lack a column this version reads (a hand-edited or foreign file)."""
-    for table, columns in _expected_shape().items():
-        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        missing = [column for column in columns if column not in have]
-        if missing:
-            what = f"has no {table} table" if not have else f"its {table} table has no {', '.join(missing)}"
-            raise LedgerError(f"not a ledger this version can read ({what})", location=where,
-                              hint=_NOT_A_LEDGER_HINT)
-
-
-@cache
-def _expected_shape() -> Mapping[str, tuple[str, ...]]:
-    """Each table's columns as the migrations make them (built once in memory: never out of step)."""
-    db = sqlite3.connect(":memory:")
-    try:
-        for _, step in MIGRATIONS:
-            step(db)
-        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                               "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-        return {table: tuple(row[1] for row in db.execute(f"PRAGMA table_info({table})")) for table in tables}
-    finally:
-        db.close()
-
-
-def _shown(names: Iterable[str]) -> str:
-    """A few names found in a file, safe to print on one line."""
+def shown_names(names: Iterable[str]) -> str:
+    """A few names found in a ledger, safe to print on one line."""
     ordered = sorted(names)
     shown = ", ".join(one_line(bound(name, _SHOWN_NAME_CHARS)) for name in ordered[:_SHOWN_NAMES])
     return shown + (f" and {len(ordered) - _SHOWN_NAMES} more" if len(ordered) > _SHOWN_NAMES else "")
-
-
-def migrate(db: sqlite3.Connection, where: Location) -> None:
-    """Apply the migrations this ledger lacks, in order, each in its own transaction.
-
-    :func:`applied_migrations` runs first, so nothing is written to a file that is not a ledger.
-    """
-    applied = set(applied_migrations(db, where))
-    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for name, step in MIGRATIONS:
-        if name in applied:
-            continue
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have migrated while we waited for the write lock.
-            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
-                step(db)
-                db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, now_iso()))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
