@@ -144,7 +144,8 @@ def _sha(path: Path) -> str:
 
 
 def _rows(path: Path) -> dict[str, tuple[str, str | None, int]]:
-    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    # immutable: a committed fixture is read without locks, so no -shm or -wal appears beside it
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
     try:
         return {label: (state, task_id, attempts)
                 for label, state, task_id, attempts in db.execute("SELECT label, state, task_id, attempts FROM jobs")}
