@@ -89,9 +89,9 @@ def test_prices_shows_snapshot_and_a_users_own_file(workdir: Path) -> None:
     assert "snapshot 2027-02-02" in cli(workdir, "prices", "--prices", "mine.json").stdout
 
 
-def test_status_without_a_ledger_shows_every_job_new_and_creates_none(workdir: Path) -> None:
+def test_status_without_a_ledger_shows_every_job_planned_and_creates_none(workdir: Path) -> None:
     result = cli(workdir, "status", "--json", "manifests/ad-localization.yaml")
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
-    assert status["totals"] == {"new": 22}
+    assert status["totals"] == {"planned": 22}
     assert not (workdir / "ledger.sqlite").exists()

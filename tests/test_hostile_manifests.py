@@ -28,7 +28,7 @@ from seedance_batch.cli import cli as click_group
 from seedance_batch.cli import main
 from seedance_batch.errors import UsageError
 from seedance_batch.manifest import MAX_BYTES as MAX_MANIFEST_BYTES
-from seedance_batch.manifest import load_manifest, schema_check, sources, yamlsrc
+from seedance_batch.manifest import files, load_manifest, schema_check, sources, yamlsrc
 from seedance_batch.manifest.schema_check import ecma_pattern, manifest_schema
 from seedance_batch.manifest.yamlsrc import INT_MAX, INT_MIN, MAX_NODES, YamlProblem, load_yaml
 from seedance_batch.simulator.config import (
@@ -136,13 +136,13 @@ def test_reading_stops_one_byte_past_the_limit_whatever_the_size(tmp_path: Path)
     with big.open("wb") as f:  # sparse: 1 GiB that costs no disk; only limit + 1 bytes may be read
         f.truncate(2**30)
     started = time.perf_counter()
-    with pytest.raises(sources.FileRefused, match=r"^is larger than 4 MiB$"):
-        sources.read_regular(big, sources.MAX_BYTES)
+    with pytest.raises(files.FileRefused, match=r"^is larger than 4 MiB$"):
+        files.read_regular(big, sources.MAX_BYTES)
     assert time.perf_counter() - started < 1
     (tmp_path / "small.csv").write_bytes(b"x" * 10)
-    assert sources.read_regular(tmp_path / "small.csv", 10) == b"x" * 10
-    with pytest.raises(sources.FileRefused):
-        sources.read_regular(tmp_path / "small.csv", 9)
+    assert files.read_regular(tmp_path / "small.csv", 10) == b"x" * 10
+    with pytest.raises(files.FileRefused):
+        files.read_regular(tmp_path / "small.csv", 9)
 
 
 def test_a_data_file_over_the_limit_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -261,7 +261,7 @@ def test_json_that_only_looks_suspect_loads(tmp_path: Path) -> None:
                ' "m": -9223372036854775808, "f": 12345678901234567890.5, "g": 1e-400,'
                ' "x": {"k": 1}, "y": {"k": 2}}]')
     (tmp_path / "a.json").write_text(content, encoding="utf-8")
-    value = load_manifest(axis_manifest(tmp_path, "a.json")).sources[("matrix", "locale")].values[0]
+    value = load_manifest(axis_manifest(tmp_path, "a.json")).matrix.axes[0].values[0]
     assert value["text"] == "\U0001f600 and \\ud800"
     assert (value["n"], value["m"], value["g"]) == (INT_MAX, INT_MIN, 0.0)
     assert value["x"] == {"k": 1} and value["y"] == {"k": 2}

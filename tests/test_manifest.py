@@ -63,9 +63,11 @@ def test_example_loads_with_its_fields() -> None:
     assert m.output_filename is None
     assert m.private is False
     assert m.description.startswith("Cold-brew launch")
-    source = m.sources[("matrix", "locale")]
-    assert [v["id"] for v in source.values] == ["en-US", "de-DE", "fr-FR", "ja-JP", "pt-BR"]
-    assert [loc.line for loc in source.locations] == [2, 3, 4, 5, 6]
+    locale = m.matrix.axes[0]
+    assert locale.name == "locale" and locale.source is not None and locale.source.file.endswith("locales.csv")
+    assert [v["id"] for v in locale.values] == ["en-US", "de-DE", "fr-FR", "ja-JP", "pt-BR"]
+    assert [loc.line for loc in locale.locations] == [2, 3, 4, 5, 6]
+    assert locale.locations[0].path == "matrix.locale[0]"  # the data file's line, the manifest's path
 
 
 def test_defaults_when_sections_are_absent(tmp_path: Path) -> None:
@@ -201,7 +203,7 @@ def test_independent_problems_come_together_in_source_order(tmp_path: Path) -> N
 def test_catalog_enums_are_left_to_the_catalog(tmp_path: Path) -> None:
     # The schema lists today's models for editors; a user's price file may add one.
     path = write(tmp_path, MINIMAL.replace("seedance-2,", "seedance-9,"))
-    assert load_manifest(path).data["defaults"]["model"] == "seedance-9"
+    assert load_manifest(path).defaults.values["model"] == "seedance-9"
 
 
 def test_missing_manifest(tmp_path: Path) -> None:
@@ -221,18 +223,18 @@ def _axis_manifest(spec: str, prompt: str = "{{ locale.id }}") -> str:
 def test_csv_rows_become_mappings(tmp_path: Path) -> None:
     (tmp_path / "l.csv").write_bytes('\ufeffid,tagline\nen,"Hello, world"\n\nde,Hallo\n'.encode())
     m = load_manifest(write(tmp_path, _axis_manifest("{from: l.csv}")))
-    source = m.sources[("matrix", "locale")]
-    assert source.values == ({"id": "en", "tagline": "Hello, world"}, {"id": "de", "tagline": "Hallo"})
-    assert [loc.line for loc in source.locations] == [2, 4]
+    locale = m.matrix.axes[0]
+    assert locale.values == ({"id": "en", "tagline": "Hello, world"}, {"id": "de", "tagline": "Hallo"})
+    assert [loc.line for loc in locale.locations] == [2, 4]
 
 
 def test_json_and_yaml_lists(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text('[{"id": "x", "n": 1}, "y"]', encoding="utf-8")
     (tmp_path / "b.yml").write_text("- id: p\n- q\n", encoding="utf-8")
     m = load_manifest(write(tmp_path, _axis_manifest("{from: a.json}")))
-    assert m.sources[("matrix", "locale")].values == ({"id": "x", "n": 1}, "y")
+    assert m.matrix.axes[0].values == ({"id": "x", "n": 1}, "y")
     m = load_manifest(write(tmp_path, _axis_manifest("{from: b.yml}")))
-    assert [loc.line for loc in m.sources[("matrix", "locale")].locations] == [1, 2]
+    assert [loc.line for loc in m.matrix.axes[0].locations] == [1, 2]
 
 
 @pytest.mark.parametrize("content", ['[1, NaN]', '[{"id": "x", "n": -Infinity}]', '[1e999]'])
@@ -247,7 +249,8 @@ def test_a_file_shared_by_shots_is_read_once(tmp_path: Path) -> None:
     (tmp_path / "l.csv").write_text("id\nen\n", encoding="utf-8")
     text = _axis_manifest("{from: l.csv}") + '  - id: two\n    prompt: "{{ locale.id }} again"\n    matrix: {locale: {from: l.csv}}\n'
     m = load_manifest(write(tmp_path, text))
-    assert m.sources[("matrix", "locale")] is m.sources[("shots", 1, "matrix", "locale")]
+    own = m.shots[1].matrix
+    assert own is not None and m.matrix.axes[0].source is own.axes[0].source
 
 
 def test_symlink_out_of_the_folder_is_refused(tmp_path: Path) -> None:

@@ -10,7 +10,14 @@ import pytest
 
 from seedance_batch.errors import Location, ManifestError, ManifestErrors, PriceFileError
 from seedance_batch.expand import Job, request_key
-from seedance_batch.models import check_request, load_catalog, price_jobs, price_request
+from seedance_batch.models import (
+    check_request,
+    load_catalog,
+    price_jobs,
+    price_request,
+    render_prior_seconds,
+    render_time,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT_RATES = {  # (model, resolution, video input) -> credits/s, from apidot-contract.md
@@ -42,9 +49,9 @@ def test_bundled_catalog_matches_the_published_table(catalog) -> None:
         assert cost.usd == Decimal("0.005") * credits * 10
 
 
-def test_fal_price_is_listed_beside(catalog) -> None:
+def test_comparison_price_is_listed_beside(catalog) -> None:
     cost = price_request(body("seedance-2", resolution="1080p", duration=4), catalog)
-    assert cost.fal_usd == Decimal("0.685") * 4
+    assert cost.comparison_usd == Decimal("0.685") * 4
 
 
 def test_valid_request_has_no_violations(catalog) -> None:
@@ -173,3 +180,91 @@ def test_one_mistake_shared_by_many_jobs_is_one_line(catalog) -> None:
         "m.yaml:6:15: defaults.resolution (job hero/0): resolution '1080p' is not offered by seedance-2-fast; "
         "allowed: 480p, 720p; and 49 more job(s)"
     ]
+
+
+# --- no limit made up for a model nobody described --------------------------------------------------
+
+
+def test_an_unknown_model_gets_only_the_checks_that_need_no_model(catalog) -> None:
+    mixed = body("seedance-3", duration=99, image_urls=["https://a/1", "https://a/2", "https://a/3"],
+                 reference_image_urls=["https://a/r"])
+    assert [p.field for p in check_request(mixed, catalog)] == ["model"]
+    problems = check_request(body("seedance-3", duration=5.5), catalog)
+    assert [p.message for p in problems][1:] == ["duration must be a whole number of seconds, got 5.5"]
+
+
+# --- the price file: rules keyed as the parameter table names them -----------------------------------
+
+
+def _price_file(tmp_path: Path, change) -> Path:
+    data = json.loads((REPO / "schemas" / "models.json").read_text())
+    change(data["models"]["seedance-2"])
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda m: m.update(aspect_ratio=["1:1"]),
+         "models.seedance-2.aspect_ratio: 'aspect_ratio' is not the rule of any request parameter; known keys: "
+         "resolutions, duration, aspect_ratios, max_image_urls, prices, max_file, modes, render"),
+        (lambda m: m.update(duration=["4"]), "models.seedance-2.duration"),
+        (lambda m: m["modes"].update(frame=["image_url"]),
+         "models.seedance-2.modes.frame: mode 'frame' names image_url, which is not a request input field"),
+    ],
+)
+def test_a_rule_the_table_does_not_know_is_refused(tmp_path: Path, change, expected: str) -> None:
+    with pytest.raises(PriceFileError) as caught:
+        load_catalog(_price_file(tmp_path, change))
+    assert expected in caught.value.format()
+
+
+def test_a_price_file_without_modes_mixes_freely(tmp_path: Path) -> None:
+    catalog = load_catalog(_price_file(tmp_path, lambda m: m.pop("modes")))
+    mixed = body(image_urls=["https://a/1.png"], reference_image_urls=["https://a/r.png"])
+    assert check_request(mixed, catalog) == []
+
+
+# --- render-time priors: data, and the figure polling aimed with before ----------------------------
+
+
+def _old_prior(model: str, resolution: str, duration: int) -> float:
+    """run/polling.prior_seconds as it was, with its constants in code."""
+    factor = {"480p": 0.6, "720p": 1.0, "1080p": 2.0}.get(resolution, 1.0) * {"seedance-2-fast": 0.6}.get(model, 1.0)
+    return 3.0 + (20.0 + 6.0 * duration) * factor
+
+
+@pytest.mark.parametrize("model", ["seedance-2", "seedance-2-fast", "seedance-9"])
+def test_render_prior_is_the_figure_polling_computed(catalog, model: str) -> None:
+    for resolution in ("480p", "720p", "1080p", "4k"):
+        for duration in range(4, 16):
+            if model == "seedance-2-fast" and resolution == "1080p":
+                continue  # not offered: no request asks for it
+            assert render_prior_seconds(catalog, model, resolution, duration) == pytest.approx(
+                _old_prior(model, resolution, duration), rel=1e-12)
+
+
+def test_a_model_without_render_figures_gets_the_slowest(tmp_path: Path) -> None:
+    catalog = load_catalog(_price_file(tmp_path, lambda m: m.pop("render")))
+    # seedance-2 has none here; the slowest left is seedance-2-fast's.
+    assert render_prior_seconds(catalog, "seedance-2", "720p", 5) == pytest.approx(3 + (12 + 3.6 * 5) * 1.0)
+    for spec in ("seedance-2", "seedance-2-fast"):
+        assert render_time(catalog, spec).queue_seconds == 3.0
+
+
+def test_the_simulator_renders_in_the_models_own_time(catalog) -> None:
+    from seedance_batch.simulator.config import Latency, SimulatorConfig
+    from seedance_batch.simulator.tasks import make_task
+
+    def render(latency: Latency, model: str, resolution: str) -> tuple[float, float]:
+        task = make_task(SimulatorConfig(latency=latency), body(model, resolution=resolution), "k", 0, 100.0, 1, catalog)
+        return task.starts_at - task.created, task.ends_at - task.starts_at
+
+    exact = Latency(jitter=0)
+    # (base + per_video_second x duration x factor) of each model's figures in models.json
+    assert render(exact, "seedance-2", "1080p") == (3.0, pytest.approx(20 + 6 * 5 * 2.0))
+    assert render(exact, "seedance-2-fast", "480p") == (3.0, pytest.approx(12 + 3.6 * 5 * 0.6))
+    # a figure set on the simulator applies to every model
+    assert render(Latency(queue_seconds=0, base_seconds=1, per_video_second=0, jitter=0), "seedance-2-fast", "720p") == (0, 1)

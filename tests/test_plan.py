@@ -44,7 +44,7 @@ def test_empty_ledger_everything_is_new_and_priced() -> None:
     assert [j.change for j in plan.jobs] == [Change.NEW, Change.NEW]
     assert plan.credits == 40 * 5 + 40 * 10
     assert plan.usd == Decimal("3.000")
-    assert plan.fal_usd == Decimal("0.3024") * 15
+    assert plan.comparison_usd == Decimal("0.3024") * 15
     assert plan.within_budget
 
 
@@ -71,7 +71,8 @@ def test_same_label_different_request_is_changed() -> None:
     old, new = job("a", prompt="v1"), job("a", prompt="v2")
     planned = plan_of([new], [record(old, JobState.DONE)]).jobs[0]
     assert planned.change is Change.CHANGED and planned.submit
-    assert planned.record is not None and planned.record.key == old.key
+    assert planned.record is None  # this job has no row of its own yet
+    assert planned.previous is not None and planned.previous.key == old.key
 
 
 def test_retry_and_resubmit_flags_opt_in() -> None:

@@ -85,7 +85,7 @@ def test_totals_count_states_seconds_and_money() -> None:
     assert totals.usd_spent == Decimal("10.00")  # ten records, each charged $1.00
     assert totals.usd_to_render == Decimal("8.000")  # the eight planned jobs
     assert totals.credits_spent == 2000
-    assert totals.fal_usd == Decimal("0.3024") * 90
+    assert totals.comparison_usd == Decimal("0.3024") * 90
     assert totals.budget_usd == Decimal("30") and totals.within_budget
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from .ledger import PLANNED
 from .models import Catalog
-from .plan import Change, Plan
+from .plan import Change, Plan, PlannedJob
 from .safetext import MAX_SERVICE_TEXT, bound, inert, one_line, service_text
 
 __all__ = ["inert_json", "plan_summary", "plan_table", "prices_table", "show", "status_rows", "status_table"]
@@ -58,33 +60,48 @@ def _usd(value: Decimal) -> str:
     return f"${value:,.2f}"
 
 
+@dataclass(slots=True)
+class _Group:
+    """One row of the plan table, summed: its jobs, and what this run renders of them and pays."""
+
+    jobs: int = 0
+    render: int = 0
+    seconds: int = 0
+    credits: int = 0
+    usd: Decimal = Decimal(0)
+    comparison_usd: Decimal = Decimal(0)
+
+    def add(self, planned: PlannedJob) -> None:
+        self.jobs += 1
+        if planned.submit:
+            job, cost = planned.priced.job, planned.priced.cost
+            self.render += 1
+            self.seconds += int(job.input["duration"])
+            self.credits += cost.credits
+            self.usd += cost.usd
+            self.comparison_usd += cost.comparison_usd
+
+
 def plan_table(plan: Plan) -> Table:
     """One row per (shot, model, resolution): jobs, what this run renders, and its cost."""
-    groups: dict[tuple[str, str, str], list[int | Decimal]] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0), Decimal(0)])
+    groups: dict[tuple[str, str, str], _Group] = defaultdict(_Group)
     for planned in plan.jobs:
-        job, cost = planned.priced.job, planned.priced.cost
-        row = groups[(job.shot, job.model, str(job.input["resolution"]))]
-        row[0] += 1
-        if planned.submit:
-            row[1] += 1
-            row[2] += int(job.input["duration"])
-            row[3] += cost.credits
-            row[4] += cost.usd
-            row[5] += cost.fal_usd
+        job = planned.priced.job
+        groups[(job.shot, job.model, str(job.input["resolution"]))].add(planned)
     table = Table(title=Text(f"Plan for campaign {one_line(plan.campaign)}"), title_justify="left")
     for heading in ("shot", "model", "resolution"):
         table.add_column(heading)
     for heading in ("jobs", "to render", "seconds", "credits", "USD"):
         table.add_column(heading, justify="right")
     table.add_column(show(f"{plan.catalog.comparison} USD"), justify="right")
-    for (shot, model, resolution), (jobs, render, seconds, credits, usd, fal) in groups.items():
-        table.add_row(show(shot), show(model), show(resolution), str(jobs), str(render), str(seconds), f"{credits:,}",
-                      _usd(usd), _usd(fal))
+    for (shot, model, resolution), group in groups.items():
+        table.add_row(show(shot), show(model), show(resolution), str(group.jobs), str(group.render),
+                      str(group.seconds), f"{group.credits:,}", _usd(group.usd), _usd(group.comparison_usd))
     table.add_section()
     total_seconds = sum(int(j.priced.job.input["duration"]) for j in plan.jobs if j.submit)
     table.add_row(
         "total", "", "", str(len(plan.jobs)), str(len(plan.to_submit)), str(total_seconds),
-        f"{plan.credits:,}", _usd(plan.usd), _usd(plan.fal_usd), style="bold",
+        f"{plan.credits:,}", _usd(plan.usd), _usd(plan.comparison_usd), style="bold",
     )
     return table
 
@@ -99,7 +116,7 @@ def plan_summary(plan: Plan) -> str:
     lines = [f"Jobs: {', '.join(parts) or 'none'}."]
     lines.append(
         f"This run would submit {len(plan.to_submit)} job(s) for {plan.credits:,} credits = {_usd(plan.usd)} "
-        f"({one_line(plan.catalog.comparison)} would charge {_usd(plan.fal_usd)}); "
+        f"({one_line(plan.catalog.comparison)} would charge {_usd(plan.comparison_usd)}); "
         f"prices of {one_line(plan.catalog.snapshot_date)}."
     )
     if plan.spent_usd:
@@ -134,7 +151,7 @@ def prices_table(catalog: Catalog) -> Table:
                 rate = rules.rates[(resolution, video_input)]
                 table.add_row(
                     show(rules.id), show(resolution), "yes" if video_input else "no", str(rate.credits_per_second),
-                    f"{(catalog.credit_usd * rate.credits_per_second).normalize():f}", f"{rate.fal_usd_per_second:g}",
+                    f"{(catalog.credit_usd * rate.credits_per_second).normalize():f}", f"{rate.comparison_usd_per_second:g}",
                 )
     return table
 
@@ -143,10 +160,10 @@ def status_rows(plan: Plan, output_dir: Path) -> list[dict[str, Any]]:
     """The ledger's view of each job of the manifest (``status`` and ``status --json``)."""
     rows = []
     for planned in plan.jobs:
-        rec = planned.record if planned.record and planned.record.key == planned.priced.job.key else None
+        rec = planned.record  # this job's own row (a changed job's old row is planned.previous)
         rows.append({
             "label": planned.label,
-            "state": rec.state.value if rec else planned.change.value,
+            "state": rec.state.value if rec else PLANNED,
             "task_id": rec.task_id if rec else None,
             "cost_usd": str(rec.cost_usd if rec else planned.priced.cost.usd),
             "file": str(output_dir / rec.output_path) if rec and rec.sha256 and rec.output_path else None,
@@ -157,7 +174,7 @@ def status_rows(plan: Plan, output_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def status_table(campaign: str, ledger: Path, rows: list[dict[str, Any]]) -> Table:
+def status_table(campaign: str, ledger: str, rows: list[dict[str, Any]]) -> Table:
     """One line per job: label, state, task id, cost, file (or why it failed)."""
     table = Table("label", "state", "task id", "cost", "file or error", title=show(f"{campaign} ({ledger})"),
                   title_justify="left")

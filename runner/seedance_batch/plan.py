@@ -18,7 +18,7 @@ from typing import BinaryIO
 import orjson
 
 from .errors import BudgetExceeded
-from .ledger import JobRecord, JobState
+from .ledger import VOCABULARY, JobRecord, JobState
 from .models import Catalog, PricedJob
 
 __all__ = [
@@ -39,15 +39,22 @@ class Change(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class PlannedJob:
-    """One job of the plan: its price, what will happen to it, and its ledger row."""
+    """One job of the plan: its price, what will happen to it, and its ledger rows.
+
+    ``record`` is this job's own row (the same key), None before it was ever
+    recorded; ``previous`` is, for a ``changed`` job, the row of the job it
+    replaces (the same label, another request).
+    """
 
     priced: PricedJob
     change: Change
     submit: bool
     record: JobRecord | None = None
+    previous: JobRecord | None = None
 
     @property
     def label(self) -> str:
+        """The job's label."""
         return self.priced.job.label
 
 
@@ -56,8 +63,9 @@ class Plan:
     """What a run of this manifest would do and spend.
 
     ``to_submit`` are the jobs this run would submit; ``credits``, ``usd`` and
-    ``fal_usd`` count only those. ``spent_usd`` is what earlier runs already charged
-    (or may have) for the campaign. All are worked out once, in :func:`make_plan`.
+    ``comparison_usd`` (what ``catalog.comparison`` would charge) count only those.
+    ``spent_usd`` is what earlier runs already charged (or may have) for the
+    campaign. All are worked out once, in :func:`make_plan`.
     """
 
     campaign: str
@@ -68,11 +76,12 @@ class Plan:
     spent_usd: Decimal
     credits: int
     usd: Decimal
-    fal_usd: Decimal
+    comparison_usd: Decimal
     to_submit: tuple[PlannedJob, ...]
 
     @property
     def within_budget(self) -> bool:
+        """Spent plus what this run would spend fits the budget (always, without one)."""
         return self.budget_usd is None or self.spent_usd + self.usd <= self.budget_usd
 
     def counts(self) -> dict[str, int]:
@@ -94,51 +103,53 @@ def make_plan(
     resubmit_unknown: bool = False,
     campaign: str | None = None,
 ) -> Plan:
-    """Classify each priced job against the campaign's ledger rows.
+    """Classify each priced job against the campaign's ledger rows (oldest first).
 
     ``campaign`` defaults to the jobs' own (a manifest whose matrix leaves no job needs it).
     """
-    by_key: dict[str, JobRecord] = {}
-    by_label: dict[str, JobRecord] = {}
-    spent = Decimal(0)
-    for record in records:
-        by_key[record.key] = record
-        by_label[record.label] = record  # records come oldest first: the latest wins
-        if record.charged:
-            spent += record.cost_usd
+    rows = _Rows(records)
     submitted = {Change.NEW, Change.CHANGED}
     if retry_failed:
         submitted.add(Change.FAILED)
     if resubmit_unknown:
         submitted.add(Change.UNKNOWN)
-    jobs = []
-    for item in priced:
-        record = by_key.get(item.job.key)
-        if record is None:
-            record = by_label.get(item.job.label)
-            change = Change.NEW if record is None else Change.CHANGED
-        else:
-            change = _BY_STATE[record.state]
-        jobs.append(PlannedJob(item, change, change in submitted, record))
+    jobs = tuple(_planned(item, rows, submitted) for item in priced)
     to_submit = tuple(job for job in jobs if job.submit)
     costs = [job.priced.cost for job in to_submit]
     return Plan(
         campaign=campaign or (priced[0].job.campaign if priced else ""), manifest_path=manifest_path,
-        jobs=tuple(jobs), catalog=catalog, budget_usd=budget_usd, spent_usd=spent, credits=sum(c.credits for c in costs), usd=sum((c.usd for c in costs), Decimal(0)),
-        fal_usd=sum((c.fal_usd for c in costs), Decimal(0)), to_submit=to_submit,
+        jobs=jobs, catalog=catalog, budget_usd=budget_usd, spent_usd=rows.spent,
+        credits=sum(c.credits for c in costs), usd=sum((c.usd for c in costs), Decimal(0)),
+        comparison_usd=sum((c.comparison_usd for c in costs), Decimal(0)), to_submit=to_submit,
     )
 
 
-_BY_STATE: Mapping[JobState, Change] = {
-    JobState.PENDING: Change.NEW,  # recorded but nothing reached the service
-    JobState.SUBMITTING: Change.UNKNOWN,  # only seen if a crashed run was not recovered yet
-    JobState.SUBMITTED: Change.IN_FLIGHT,
-    JobState.FINISHED: Change.IN_FLIGHT,
-    JobState.TIMED_OUT: Change.IN_FLIGHT,
-    JobState.DONE: Change.DONE,
-    JobState.FAILED: Change.FAILED,
-    JobState.UNKNOWN: Change.UNKNOWN,
-}
+class _Rows:
+    """The campaign's ledger rows by key and by label (the latest wins), and what they charged."""
+
+    def __init__(self, records: Iterable[JobRecord]) -> None:
+        self.by_key: dict[str, JobRecord] = {}
+        self.by_label: dict[str, JobRecord] = {}
+        self.spent = Decimal(0)
+        for record in records:
+            self.by_key[record.key] = record
+            self.by_label[record.label] = record  # records come oldest first: the latest wins
+            if record.charged:
+                self.spent += record.cost_usd
+
+
+def _planned(item: PricedJob, rows: _Rows, submitted: set[Change]) -> PlannedJob:
+    record = rows.by_key.get(item.job.key)
+    if record is not None:
+        change = _BY_STATE[record.state]
+        return PlannedJob(item, change, change in submitted, record)
+    previous = rows.by_label.get(item.job.label)
+    change = Change.NEW if previous is None else Change.CHANGED
+    return PlannedJob(item, change, change in submitted, None, previous)
+
+
+# What the plan does with a job whose own row is in each state (the ledger's vocabulary says).
+_BY_STATE: Mapping[JobState, Change] = {state: Change(VOCABULARY[state.value].change) for state in JobState}
 
 
 def check_budget(plan: Plan) -> None:
@@ -181,7 +192,7 @@ def _summary(plan: Plan) -> dict[str, object]:
         "counts": plan.counts(),
         "total_credits": plan.credits,
         "total_usd": float(plan.usd),
-        "fal_usd": float(plan.fal_usd),
+        "fal_usd": float(plan.comparison_usd),
         "spent_usd": float(plan.spent_usd),
         "budget_usd": None if plan.budget_usd is None else float(plan.budget_usd),
         "within_budget": plan.within_budget,
@@ -201,7 +212,7 @@ def _job_dict(planned: PlannedJob) -> dict[str, object]:
         "output_path": job.output_path,
         "credits": cost.credits,
         "cost_usd": float(cost.usd),
-        "fal_usd": float(cost.fal_usd),
+        "fal_usd": float(cost.comparison_usd),
     }
 
 

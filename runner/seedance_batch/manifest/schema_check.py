@@ -28,14 +28,21 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from .._data import data_path
 from ..errors import Location, ManifestError
+from ..expand.params import CHOICE, INTEGER, MODEL, PARAMS
 from .yamlsrc import shown
 
 __all__ = ["axis_value_errors", "did_you_mean", "ecma_pattern", "manifest_errors", "manifest_schema"]
 
-# The catalog (schemas/models.json or --prices) is the authority on these; the schema's
-# enums and bounds exist for editor completion, so the loader leaves them to models.check_request.
-_CATALOG_OWNED = {("model", "enum"), ("resolution", "enum"), ("aspect_ratio", "enum"),
-                  ("duration", "minimum"), ("duration", "maximum")}
+# The catalog (schemas/models.json or --prices) is the authority on a parameter's model,
+# choices and range; the schema's enums and bounds exist for editor completion, so the
+# loader leaves them to models.check_request. (A list's maxItems stays the schema's: it
+# holds at load for every model, and the catalog's own limit is checked again per job.)
+_CATALOG_KEYWORDS = {MODEL: ("enum",), CHOICE: ("enum",), INTEGER: ("minimum", "maximum")}
+_CATALOG_OWNED = frozenset(
+    (param.name, keyword)
+    for param in PARAMS if param.kind == MODEL or param.rule is not None
+    for keyword in _CATALOG_KEYWORDS.get(param.kind, ())
+)
 
 _DID_YOU_MEAN = re.compile(r"did you mean ('[^']*')\?")
 _TYPE_WORDS = {
@@ -45,13 +52,16 @@ _TYPE_WORDS = {
 
 
 class Locate(Protocol):
+    """Where a path in the data was written (``at_key``: the key itself)."""
+
     def __call__(self, path: tuple[str | int, ...], at_key: bool = False) -> Location: ...
 
 
 @cache
 def manifest_schema() -> dict[str, Any]:
     """The manifest JSON Schema (schemas/manifest.schema.json) as data."""
-    return json.loads(data_path("manifest.schema.json").read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(data_path("manifest.schema.json").read_text(encoding="utf-8"))
+    return schema
 
 
 @cache
@@ -114,7 +124,8 @@ def axis_value_errors(values: Any, locate: Locate) -> list[ManifestError]:
 
 
 def _errors(found: Iterable[ValidationError], locate: Locate) -> list[ManifestError]:
-    explained = [item for top in found for item in _explain(best_match([top])) if item[2] is not None]
+    explained = [(path, at_key, message) for top in found for path, at_key, message in _explain(best_match([top]))
+                 if message is not None]
     # "missing 'shots'" says nothing new next to "unknown key 'shot' (did you mean 'shots'?)".
     typos = {(path[:-1], m.group(1)) for path, _, message in explained
              if message.startswith("unknown key") and (m := _DID_YOU_MEAN.search(message))}
@@ -131,11 +142,11 @@ def _explain(error: ValidationError) -> list[tuple[tuple[Any, ...], bool, str | 
     path = tuple(error.absolute_path)
     kind = error.validator
     if "propertyNames" in error.relative_schema_path:
-        return [(path + (error.instance,), True, _bad_key(error))]
+        return [((*path, error.instance), True, _bad_key(error))]
     if kind == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extras = [k for k in error.instance if k not in allowed]
-        return [(path + (key,), True, _unknown_key(key, allowed)) for key in extras]
+        return [((*path, key), True, _unknown_key(key, allowed)) for key in extras]
     if kind == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         return [(path, False, f"missing required key {name!r}") for name in missing]
@@ -167,7 +178,7 @@ def _message(error: ValidationError) -> str:
     if kind in ("anyOf", "oneOf"):
         what = (schema.get("description") or schema.get("title") or "a valid value").rstrip(".")
         return f"not valid here ({_describe(value)}); expected {what[0].lower()}{what[1:]}"
-    return error.message
+    return str(error.message)
 
 
 def _bad_key(error: ValidationError) -> str:

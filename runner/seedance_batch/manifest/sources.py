@@ -6,39 +6,30 @@ per row (header row = keys, an ``id`` column required); .yaml/.yml/.json give a
 list of values. Every loaded value is checked like an inline matrix value, and
 remembers the line it came from.
 
-Data files are regular files only (a FIFO would block ``validate`` forever, a
-device would never end) and bounded, whatever the file system says about their
-size: one file at most :data:`MAX_BYTES` and :data:`MAX_VALUES` values; all the
-files of one manifest together at most :data:`MAX_FILES` files,
-:data:`MAX_TOTAL_BYTES` and :data:`MAX_TOTAL_VALUES` values. JSON is held to
-what YAML already is: no duplicate keys, no lone surrogates (``"\\ud800"``), no
-whole numbers beyond 64 bits, finite numbers only.
+Data files are regular files only (:mod:`.files`) and bounded, whatever the
+file system says about their size: one file at most :data:`MAX_BYTES` and
+:data:`MAX_VALUES` values; all the files of one manifest together at most
+:data:`MAX_FILES` files, :data:`MAX_TOTAL_BYTES` and :data:`MAX_TOTAL_VALUES`
+values. JSON is held to what YAML already is (:mod:`.jsondata`).
 """
 
 from __future__ import annotations
 
 import csv
-import errno
 import io
-import json
-import math
-import os
-import re
-import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ..errors import Location, ManifestError
-from ..safetext import bound
 from . import schema_check
-from .yamlsrc import MAX_SHOWN, SURROGATE_PROBLEM, YamlProblem, bounded_int, int_problem, load_yaml, shown
+from .files import FileRefused, read_regular, size_text
+from .jsondata import parse_json
+from .records import FromFile, ManifestPath
+from .yamlsrc import YamlProblem, load_yaml, shown
 
-__all__ = [
-    "MAX_BYTES", "MAX_FILES", "MAX_TOTAL_BYTES", "MAX_TOTAL_VALUES", "MAX_VALUES", "AxisSource",
-    "FileRefused", "load_sources", "read_regular",
-]
+__all__ = ["MAX_BYTES", "MAX_FILES", "MAX_TOTAL_BYTES", "MAX_TOTAL_VALUES", "MAX_VALUES", "AxisSource", "load_sources"]
 
 # One data file: a 10,000-row CSV of 400-byte rows. Loading and checking the worst
 # file of this size (a JSON one that needs the slow scan below) takes ~3 s on a busy
@@ -52,25 +43,6 @@ MAX_VALUES = 10_000
 MAX_FILES = 100
 MAX_TOTAL_BYTES = 8 * 2**20
 MAX_TOTAL_VALUES = 20_000
-_SUFFIXES = (".csv", ".yaml", ".yml", ".json")
-_READ_CHUNK = 2**20
-# A surrogate escape in JSON: a backslash run of odd length (so the last one escapes
-# the 'u'; backslashes occur only inside strings) and a code from D800 to DFFF.
-_SURROGATE_ESCAPE = re.compile(r"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
-# Only a JSON text with one of these can hold a whole number beyond 64 bits (19 digits
-# or more) or a float that overflows (an exponent of 3 digits): a cheap search decides
-# whether the slow scan by tokens must look.
-_LONG_NUMBER = re.compile(r"[0-9]{19}|[eE][+-]?[0-9]{3}")
-# What that scan stops at: strings, brackets, the numbers above and the non-finite
-# constants. Short numbers, commas and literals are skipped in C, not in Python.
-_NUMBER_START = r"(?<![0-9.eE+\-])-?"
-_JSON_TOKEN = re.compile(
-    rf'["{{}}\[\]]|{_NUMBER_START}[0-9]{{19,}}[0-9.eE+\-]*|{_NUMBER_START}[0-9][0-9.]*[eE][+\-]?[0-9]{{3,}}'
-    r"|NaN|-?Infinity"
-)
-_JSON_SPACE = frozenset(" \t\n\r")
-# The decoder's own string reader (C), so keys compare as the decoder built them.
-_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,72 +52,6 @@ class AxisSource:
     file: str
     values: tuple[Any, ...]
     locations: tuple[Location, ...]
-
-
-def axis_specs(data: Any) -> list[tuple[tuple[str | int, ...], Any]]:
-    """Every ``(axis path, spec)`` of the manifest's matrices whose spec is ``{from: ...}``."""
-    found = []
-    matrices: list[tuple[tuple[str | int, ...], Any]] = [(("matrix",), data.get("matrix"))]
-    shots = data.get("shots")
-    if isinstance(shots, list):
-        matrices += [(("shots", i, "matrix"), s.get("matrix")) for i, s in enumerate(shots) if isinstance(s, dict)]
-    for base, matrix in matrices:
-        if not isinstance(matrix, dict):
-            continue
-        for axis, spec in matrix.items():
-            name = spec.get("from") if isinstance(spec, dict) else None
-            # A name the schema refuses (not .csv/.yaml/.yml/.json) is reported once, by the schema.
-            if isinstance(name, str) and name.endswith(_SUFFIXES) and axis not in ("include", "exclude"):
-                found.append((base + (axis,), spec))
-    return found
-
-
-class FileRefused(Exception):
-    """A file that is not a regular file (``why`` says what it is), or is larger than allowed."""
-
-    def __init__(self, why: str, *, too_large: bool = False) -> None:
-        super().__init__(why)
-        self.why, self.too_large = why, too_large
-
-
-def read_regular(path: Path, limit: int) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes.
-
-    Raises :class:`FileRefused` for anything else (a FIFO, a device, a folder, a
-    socket; a file larger than ``limit``, read no further than ``limit + 1`` bytes
-    whatever ``st_size`` says), and ``OSError`` when it cannot be read.
-    """
-    _must_be_regular(os.stat(path).st_mode)  # before opening: opening a device can do things
-    # O_NONBLOCK: a FIFO swapped in after the stat opens at once instead of blocking.
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
-    try:
-        _must_be_regular(os.fstat(fd).st_mode)  # what was opened, not what was looked at
-        chunks: list[bytes] = []
-        left = limit + 1
-        while left > 0 and (chunk := os.read(fd, min(left, _READ_CHUNK))):
-            chunks.append(chunk)
-            left -= len(chunk)
-    finally:
-        os.close(fd)
-    if left <= 0:
-        raise FileRefused(f"is larger than {_size(limit)}", too_large=True)
-    return b"".join(chunks)
-
-
-def _must_be_regular(mode: int) -> None:
-    if stat.S_ISREG(mode):
-        return
-    if stat.S_ISDIR(mode):  # what open() itself says of a folder, so callers word it as before
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    kind = next((word for test, word in kinds if test(mode)), "not a file")
-    raise FileRefused(f"is {kind}, not a regular file")
-
-
-def _size(limit: int) -> str:
-    return f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit} bytes"
 
 
 @dataclass(slots=True)
@@ -158,22 +64,19 @@ class _Budget:
 
 
 def load_sources(
-    data: Any, manifest_path: Path, locate: Callable[[tuple[str | int, ...]], Location]
-) -> tuple[dict[tuple[str | int, ...], AxisSource], list[ManifestError]]:
+    files: Sequence[FromFile], manifest_path: Path, locate: Callable[[ManifestPath], Location]
+) -> tuple[dict[ManifestPath, AxisSource], list[ManifestError]]:
     """Load every ``from:`` axis; return what loaded and every problem found."""
-    if not isinstance(data, dict):
-        return {}, []
     loaded: dict[str, AxisSource | list[ManifestError]] = {}
-    sources: dict[tuple[str | int, ...], AxisSource] = {}
+    sources: dict[ManifestPath, AxisSource] = {}
     errors: list[ManifestError] = []
     budget = _Budget()
-    for path, spec in axis_specs(data):
-        name = spec["from"]
-        if name not in loaded:  # several shots may share one file: read it once
-            loaded[name] = _load_one(name, manifest_path.parent, locate(path + ("from",)), budget)
-        result = loaded[name]
+    for axis in files:
+        if axis.file not in loaded:  # several shots may share one file: read it once
+            loaded[axis.file] = _load_one(axis.file, manifest_path.parent, locate((*axis.path, "from")), budget)
+        result = loaded[axis.file]
         if isinstance(result, AxisSource):
-            sources[path] = result
+            sources[axis.path] = result
         elif not any(e in errors for e in result):
             errors.extend(result)
     return sources, errors
@@ -250,15 +153,17 @@ def _refusal(name: str, refused: FileRefused, limit: int) -> str:
     if not refused.too_large:
         return f"{name} {refused.why}; a data file must be a regular file beside the manifest"
     if limit < MAX_BYTES:  # the manifest-wide bound was the one met
-        return f"{name} takes this manifest's data files past {_size(MAX_TOTAL_BYTES)}; at most {_size(MAX_TOTAL_BYTES)} in all"
-    return f"{name} is larger than {_size(MAX_BYTES)}; a data file may be at most {_size(MAX_BYTES)}: split or trim it"
+        return f"{name} takes this manifest's data files past {size_text(MAX_TOTAL_BYTES)}; at most {size_text(MAX_TOTAL_BYTES)} in all"
+    return f"{name} is larger than {size_text(MAX_BYTES)}; a data file may be at most {size_text(MAX_BYTES)}: split or trim it"
 
 
 def _parse(suffix: str, text: str, shown: str) -> tuple[list[Any], list[Location]]:
     if suffix == ".csv":
         return _parse_csv(text, shown)
     if suffix == ".json":
-        return _parse_json(text, shown)
+        values = parse_json(text, shown)
+        _need_list(values, shown)
+        return values, [Location(file=shown, path=f"[{i}]") for i in range(len(values))]
     return _parse_yaml(text, shown)
 
 
@@ -278,7 +183,7 @@ def _parse_csv(text: str, shown: str) -> tuple[list[Any], list[Location]]:
                     location=Location(file=shown, line=reader.line_num),
                     hint="quote values that contain commas",
                 )
-            values.append(dict(zip(header, row)))  # type: ignore[arg-type]
+            values.append(dict(zip(header, row, strict=True)))  # type: ignore[arg-type]
             locations.append(Location(file=shown, line=reader.line_num))
     except csv.Error as exc:
         raise ManifestError(f"malformed CSV: {exc}", location=Location(file=shown, line=reader.line_num)) from None
@@ -298,105 +203,6 @@ def _check_header(header: list[str] | None, shown: str) -> None:
         seen.add(name)
     if "id" not in seen:
         raise ManifestError(f"no 'id' column (columns: {', '.join(header)}); each row needs an id", location=where)
-
-
-class _Recheck(Exception):
-    """A decoder hook met something to refuse; :func:`_token_problem` says what and where."""
-
-
-def _not_finite(constant: str) -> float:
-    raise _Recheck  # NaN, Infinity, -Infinity: as in YAML manifests, refused
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    mapping = dict(pairs)
-    if len(mapping) != len(pairs):  # json keeps the last of equal keys silently; YAML refuses them
-        raise _Recheck
-    return mapping
-
-
-def _parse_json(text: str, shown: str) -> tuple[list[Any], list[Location]]:
-    try:
-        # No parse_int/parse_float hooks: a Python call per number would cost seconds.
-        values = json.loads(text, parse_constant=_not_finite, object_pairs_hook=_unique)
-        suspect = _LONG_NUMBER.search(text) is not None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"malformed JSON: {exc.msg}", location=Location(file=shown, line=exc.lineno, col=exc.colno)) from None
-    except RecursionError:
-        raise ManifestError("JSON nested too deeply", location=Location(file=shown)) from None
-    except (_Recheck, ValueError):  # ValueError: a whole number past Python's 4,300 digits
-        values, suspect = None, True
-    found = [p for p in (_surrogate_problem(text), _token_problem(text) if suspect else None) if p is not None]
-    if found or values is None:
-        message, offset = min(found, key=lambda p: p[1]) if found else ("cannot be read as plain data", 0)
-        line, col = _line_col(text, offset)
-        raise ManifestError(message, location=Location(file=shown, line=line, col=col))
-    _need_list(values, shown)
-    return values, [Location(file=shown, path=f"[{i}]") for i in range(len(values))]
-
-
-def _surrogate_problem(text: str) -> tuple[str, int] | None:
-    """The first lone surrogate escape of a valid JSON text (a high one then a low one make one character)."""
-    pair_end = -1
-    for match in _SURROGATE_ESCAPE.finditer(text):
-        if len(match.group(1)) % 2 == 0:  # "\\ud800" in JSON: an escaped backslash, then text
-            continue
-        start, code = match.end(1) - 1, int(match.group(2), 16)
-        if code >= 0xDC00 and start == pair_end:  # the low half of the pair just seen
-            continue
-        low = _SURROGATE_ESCAPE.match(text, match.end())
-        if code < 0xDC00 and low is not None and len(low.group(1)) == 1 and int(low.group(2), 16) >= 0xDC00:
-            pair_end = match.end()
-            continue
-        return SURROGATE_PROBLEM, start
-    return None
-
-
-def _token_problem(text: str) -> tuple[str, int] | None:
-    """The first duplicate key or unusable number of a valid JSON text, and its offset.
-
-    A scan by tokens (keys decoded as the decoder does), run only when the fast
-    decoder found something to refuse: it knows what, not where.
-    """
-    stack: list[dict[str, int]] = [{}]  # per open container: an object's keys and their offsets ({} for a list)
-    index, end = 0, len(text)
-    while (match := _JSON_TOKEN.search(text, index)) is not None:
-        start = match.start()
-        token = text[start]
-        if token == '"':
-            string, index = _scanstring(text, start + 1)
-            after = index
-            while after < end and text[after] in _JSON_SPACE:
-                after += 1
-            if after < end and text[after] == ":":  # in valid JSON, a string followed by ':' is a key
-                keys = stack[-1]
-                if string in keys:
-                    first = _line_col(text, keys[string])[0]
-                    return f"duplicate key {shown(string)} (first written on line {first}); keep one", start
-                keys[string] = start
-        elif token in "{[":
-            stack.append({})
-            index = start + 1
-        elif token in "]}":
-            stack.pop()
-            index = start + 1
-        else:
-            index = match.end()
-            if (problem := _number_problem(match.group())) is not None:
-                return problem, start
-    return None
-
-
-def _number_problem(token: str) -> str | None:
-    if token.lstrip("-").isdigit():
-        return int_problem(token) if bounded_int(token) is None else None
-    if not math.isfinite(float(token)):
-        return f"{bound(token, MAX_SHOWN)} is not a finite number; give finite numbers only"
-    return None
-
-
-def _line_col(text: str, offset: int) -> tuple[int, int]:
-    return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
 
 
 def _parse_yaml(text: str, shown: str) -> tuple[list[Any], list[Location]]:

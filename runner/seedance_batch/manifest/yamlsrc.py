@@ -110,12 +110,13 @@ class Pos:
     """Where a node was written; ``items`` holds its children's positions.
 
     A mapping's ``items`` is ``{key: (key_line, key_col, Pos)}``, a sequence's a
-    list of :class:`Pos`, a scalar's None.
+    list of :class:`Pos`, a scalar's None. (Line and column are None only for an
+    event the parser gave no position, which libyaml never does.)
     """
 
-    __slots__ = ("line", "col", "items")
+    __slots__ = ("col", "items", "line")
 
-    def __init__(self, line: int, col: int, items: Any = None) -> None:
+    def __init__(self, line: int | None, col: int | None, items: Any = None) -> None:
         self.line, self.col, self.items = line, col, items
 
 
@@ -128,7 +129,7 @@ class _Open:
     anchor: str | None
     size: int = 1
     key: Any = None
-    key_mark: tuple[int, int] | None = None
+    key_mark: tuple[int | None, int | None] | None = None
     has_key: bool = False
     merges: list[tuple[Any, Pos]] | None = None
 
@@ -306,11 +307,11 @@ class _Builder:
 _MERGE = object()
 
 
-def _merge_sources(value: Any, pos: Pos, line: int, col: int) -> list[tuple[Any, Pos]]:
+def _merge_sources(value: Any, pos: Pos, line: int | None, col: int | None) -> list[tuple[Any, Pos]]:
     if isinstance(value, dict):
         return [(value, pos)]
     if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        return list(zip(value, pos.items))
+        return list(zip(value, pos.items, strict=False))
     raise YamlProblem("'<<' merges a mapping or a list of mappings", line, col)
 
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dotenv import dotenv_values
-
 from ..errors import Location, UsageError
 from ..ledger import JobRecord
 from ..plan import Plan
@@ -29,9 +27,6 @@ from .tables import CSV_ENCODING, report_csv, report_json
 
 __all__ = ["ReportPaths", "default_report_dir", "file_sha256", "report_line", "write_reports"]
 
-# Where the API key lives (environment or .env); its value is scrubbed from every report,
-# should a message ever quote it.
-API_KEY_ENV = "APIDOT_API_KEY"
 # GitHub Actions' per-step summary file; summary.md is appended to it when set.
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
@@ -137,17 +132,11 @@ def report_line(paths: ReportPaths) -> str:
     )
 
 
-def _api_keys() -> tuple[str | None, ...]:
+def _api_keys() -> tuple[str, ...]:
     """The API key wherever the CLI may have found it: the environment, or ./.env."""
-    dotenv_file = Path(".env")
-    try:
-        from_file = dotenv_values(dotenv_file).get(API_KEY_ENV) if dotenv_file.is_file() else None
-    except (OSError, UnicodeDecodeError) as exc:
-        # Without the key there is no scrubbing it: better no report than one that may leak it.
-        why = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else _why(exc)
-        raise UsageError(f"cannot read {API_KEY_ENV} from it: {why}", location=Location(file=".env"),
-                         hint="fix or remove the file") from None
-    return (os.environ.get(API_KEY_ENV), from_file)
+    from ..environment import api_keys
+
+    return api_keys()
 
 
 def _paths(folder: Path, report: Report) -> ReportPaths:

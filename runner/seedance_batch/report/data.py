@@ -12,29 +12,27 @@ forget to. Money stays :class:`~decimal.Decimal`; formats decide how to print it
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from ..ledger import JobRecord, JobState
+from ..expand.params import PARAMS
+from ..ledger import PLANNED, VOCABULARY, JobRecord, JobState
 from ..plan import Plan, PlannedJob
 from ..times import parse_time
 from .redact import Redactor
 
 __all__ = ["PLANNED", "STATES", "Report", "ReportRow", "Totals", "build_report"]
 
-# A job with no ledger record yet: in the plan, never submitted.
-PLANNED = "planned"
-# Every state a report row can have, in the order totals list them.
-STATES: tuple[str, ...] = (
-    JobState.DONE.value, JobState.FINISHED.value, JobState.SUBMITTED.value, JobState.SUBMITTING.value,
-    JobState.PENDING.value, PLANNED, JobState.TIMED_OUT.value, JobState.UNKNOWN.value, JobState.FAILED.value,
-)
+# Every state a report row can have (PLANNED: no ledger row yet), in the order totals list them.
+STATES: tuple[str, ...] = tuple(VOCABULARY)
 # States that mean "this render did not succeed": failures in junit.xml and summary.md.
-PROBLEM_STATES = frozenset({JobState.FAILED.value, JobState.UNKNOWN.value, JobState.TIMED_OUT.value})
+PROBLEM_STATES = frozenset(state for state, info in VOCABULARY.items() if info.problem)
+# The request parameters the reports show: those the parameter table gives a report column.
+_REPORTED = tuple(p for p in PARAMS if p.csv is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,23 +43,22 @@ class ReportRow:
     (``<output_dir>/<job.output_path>``); ``href`` the same file as a URL relative
     to the report folder (percent-encoded), set only when the file is there.
     ``to_render``: a run would still pay for it (see :func:`_still_to_render`).
+    ``params`` holds the request parameters the reports show (those with a report
+    column in the parameter table), in table order; one the request does not set is None.
+    ``comparison_usd`` is what the comparison provider (``Report.comparison``) would charge.
     """
 
     label: str
     shot: str
     combination: tuple[tuple[str, str], ...]
     key: str
-    model: str
-    resolution: str
-    duration: int
-    aspect_ratio: str | None
-    generate_audio: bool | None
+    params: Mapping[str, Any]
     state: str
     change: str
     attempts: int
     credits: int
     cost_usd: Decimal
-    fal_usd: Decimal
+    comparison_usd: Decimal
     spent_usd: Decimal
     spent_credits: int
     task_id: str | None
@@ -84,6 +81,27 @@ class ReportRow:
         """Failed, unknown or timed out: a failure for CI."""
         return self.state in PROBLEM_STATES
 
+    # The parameters every report lays out by name (what a job is priced and shown by).
+    @property
+    def model(self) -> str:
+        """The request's model id."""
+        return str(self.params["model"])
+
+    @property
+    def resolution(self) -> str:
+        """The request's resolution."""
+        return str(self.params["resolution"])
+
+    @property
+    def duration(self) -> int:
+        """Seconds of video."""
+        return int(self.params["duration"])
+
+    @property
+    def aspect_ratio(self) -> str | None:
+        """The request's aspect ratio, when it sets one."""
+        return self.params.get("aspect_ratio")
+
 
 @dataclass(frozen=True, slots=True)
 class Totals:
@@ -94,7 +112,7 @@ class Totals:
     longer in the manifest (``superseded``) included; ``usd_to_render`` the price of
     the jobs a run would still pay for (nothing charged yet, or ``--retry-failed``): spent plus that
     is what the campaign will have cost, and what the budget is checked against.
-    ``fal_usd`` is what the comparison provider would charge for the whole campaign.
+    ``comparison_usd`` is what the comparison provider would charge for the whole campaign.
     """
 
     jobs: int
@@ -107,7 +125,7 @@ class Totals:
     usd_planned: Decimal
     usd_spent: Decimal
     usd_to_render: Decimal
-    fal_usd: Decimal
+    comparison_usd: Decimal
     budget_usd: Decimal | None
     superseded_jobs: int
     superseded_usd: Decimal
@@ -152,27 +170,22 @@ def build_report(
 ) -> Report:
     """The report of ``plan`` given the campaign's ledger ``records`` (oldest first).
 
-    ``report_dir`` and ``output_dir`` are paths relative to the working directory
-    (they decide the relative links); ``present`` holds the ``job.output_path`` of
-    every downloaded file found on disk; ``manifest_path`` overrides the plan's
-    (as the user typed it). When ``records`` is empty the plan's own
-    records are used, so a plan made against the ledger reports what it knows.
+    ``report_dir`` and ``output_dir`` are relative to the working directory (they decide
+    the links); ``present`` holds the ``job.output_path`` of every downloaded file on disk;
+    ``manifest_path`` overrides the plan's (as the user typed it). Without ``records`` the
+    plan's own rows are used, so a plan made against the ledger reports what it knows.
     """
     redactor = Redactor(secrets)
-    by_key = _latest_by_key(records) or _latest_by_key(p.record for p in plan.jobs if p.record)
-    keys = set()
-    rows = []
-    for planned in plan.jobs:
-        keys.add(planned.priced.job.key)
-        record = by_key.get(planned.priced.job.key)
-        rows.append(_row(planned, record, redactor, report_dir, output_dir, present))
+    by_key = _latest_by_key(records) or _latest_by_key(_plan_rows(plan))
+    rows = [_row(p, by_key.get(p.priced.job.key), redactor, report_dir, output_dir, present) for p in plan.jobs]
+    keys = {planned.priced.job.key for planned in plan.jobs}
     superseded = [r for k, r in by_key.items() if k not in keys]
     start, end = _run_window(started_at, finished_at, by_key.values())
     return Report(
         campaign=plan.campaign,
         manifest_path=manifest_path or str(plan.manifest_path),
         manifest_sha256=manifest_sha256,
-        generated_at=_iso(generated_at),
+        generated_at=_utc(generated_at),
         started_at=_iso(start),
         finished_at=_iso(end),
         duration_seconds=(end - start).total_seconds() if start and end else None,
@@ -182,6 +195,14 @@ def build_report(
         rows=tuple(rows),
         totals=_totals(rows, superseded, plan.budget_usd),
     )
+
+
+def _plan_rows(plan: Plan) -> Iterator[JobRecord]:
+    """The ledger rows the plan was made against: each job's own, and a changed job's old one."""
+    for planned in plan.jobs:
+        for record in (planned.record, planned.previous):
+            if record is not None:
+                yield record
 
 
 def _latest_by_key(records: Iterable[JobRecord]) -> dict[str, JobRecord]:
@@ -199,47 +220,59 @@ def _row(
     output_dir: str,
     present: Collection[str],
 ) -> ReportRow:
-    job, cost = planned.priced.job, planned.priced.cost
-    data: Mapping[str, Any] = job.input
+    job = planned.priced.job
     video = posixpath.normpath(posixpath.join(output_dir, job.output_path))
-    rec = record or _NO_RECORD
     done = record is not None and record.state is JobState.DONE
     return ReportRow(
-        # A label is made of combination values, so a signed URL in the matrix is in it too.
-        label=redactor.text(job.label) or "",
-        shot=job.shot,
-        combination=tuple((str(k), redactor.text(_text(v)) or "") for k, v in job.combination.items()),
-        key=job.key,
-        model=job.model,
-        resolution=str(data.get("resolution", "")),
-        duration=int(data.get("duration", 0)),
-        aspect_ratio=data.get("aspect_ratio"),
-        generate_audio=data.get("generate_audio"),
-        state=record.state.value if record else PLANNED,
-        change=planned.change.value,
-        attempts=rec.attempts,
-        credits=cost.credits,
-        cost_usd=cost.usd,
-        fal_usd=cost.fal_usd,
-        spent_usd=rec.cost_usd if record and record.charged else Decimal(0),
-        spent_credits=rec.credits if record and record.charged else 0,
-        # Service texts, bounded: an older ledger may hold a 20 MB message or an echoed key.
-        task_id=redactor.service(rec.task_id),
-        submitted_at=rec.submitted_at,
-        finished_at=rec.finished_at,
-        render_seconds=_seconds_between(rec.submitted_at, rec.finished_at),
+        **_job_fields(planned, redactor),
+        **_ledger_fields(record, redactor),
         video=video,
         # Only a done job's file is its render: a changed job's path may hold the old video.
         href=_relative(video, report_dir) if done and job.output_path in present else None,
-        size=rec.size,
-        sha256=rec.sha256,
-        file_url=redactor.service(rec.file_url),
-        error_class=redactor.service(rec.error_class),
-        error_message=redactor.service(rec.error_message),
-        prompt=redactor.prompt(data.get("prompt"), private=job.private),
-        private=job.private,
         to_render=_still_to_render(planned, record),
     )
+
+
+def _job_fields(planned: PlannedJob, redactor: Redactor) -> dict[str, Any]:
+    """What the plan says of a job: its names, parameters, price and prompt."""
+    job, cost = planned.priced.job, planned.priced.cost
+    request, data = job.request, job.input
+    return {
+        # A label is made of combination values, so a signed URL in the matrix is in it too.
+        "label": redactor.text(job.label) or "",
+        "shot": job.shot,
+        "combination": tuple((str(k), redactor.text(_text(v)) or "") for k, v in job.combination.items()),
+        "key": job.key,
+        "params": {p.name: (data if p.in_input else request).get(p.name) for p in _REPORTED},
+        "change": planned.change.value,
+        "credits": cost.credits,
+        "cost_usd": cost.usd,
+        "comparison_usd": cost.comparison_usd,
+        "prompt": redactor.prompt(data.get("prompt"), private=job.private),
+        "private": job.private,
+    }
+
+
+def _ledger_fields(record: JobRecord | None, redactor: Redactor) -> dict[str, Any]:
+    """What the ledger says of a job (nothing yet: ``planned``)."""
+    rec = record or _NO_RECORD
+    charged = record is not None and record.charged
+    return {
+        "state": record.state.value if record else PLANNED,
+        "attempts": rec.attempts,
+        "spent_usd": rec.cost_usd if charged else Decimal(0),
+        "spent_credits": rec.credits if charged else 0,
+        # Service texts, bounded: an older ledger may hold a 20 MB message or an echoed key.
+        "task_id": redactor.service(rec.task_id),
+        "submitted_at": rec.submitted_at,
+        "finished_at": rec.finished_at,
+        "render_seconds": _seconds_between(rec.submitted_at, rec.finished_at),
+        "size": rec.size,
+        "sha256": rec.sha256,
+        "file_url": redactor.service(rec.file_url),
+        "error_class": redactor.service(rec.error_class),
+        "error_message": redactor.service(rec.error_message),
+    }
 
 
 def _still_to_render(planned: PlannedJob, record: JobRecord | None) -> bool:
@@ -292,7 +325,7 @@ def _totals(rows: list[ReportRow], superseded: list[JobRecord], budget: Decimal 
         usd_planned=sum((row.cost_usd for row in rows), Decimal(0)),
         usd_spent=sum((row.spent_usd for row in rows), Decimal(0)) + old_usd,
         usd_to_render=sum((row.cost_usd for row in rows if row.to_render), Decimal(0)),
-        fal_usd=sum((row.fal_usd for row in rows), Decimal(0)),
+        comparison_usd=sum((row.comparison_usd for row in rows), Decimal(0)),
         budget_usd=budget,
         superseded_jobs=len(superseded),
         superseded_usd=old_usd,
@@ -323,6 +356,8 @@ def _run_window(
 
 
 def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
+    return None if moment is None else _utc(moment)
+
+
+def _utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

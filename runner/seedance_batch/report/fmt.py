@@ -5,29 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from ..ledger import VOCABULARY
 from ..times import parse_time
 
 __all__ = ["PROBLEM_REASONS", "duration", "span", "state_word", "usd", "when"]
 
 # The user's words for a state, where the ledger's word alone would puzzle a reader.
-_STATE_WORDS = {
-    "done": "done",
-    "finished": "downloading",
-    "submitted": "in flight",
-    "submitting": "submitting",
-    "pending": "pending",
-    "planned": "planned",
-    "timed_out": "timed out",
-    "unknown": "unknown",
-    "failed": "failed",
-}
+_STATE_WORDS = {state: info.word for state, info in VOCABULARY.items()}
 
 # Why a problem state is a problem, when the service gave no message of its own.
-PROBLEM_REASONS = {
-    "failed": "the render failed",
-    "unknown": "the submit may have reached the service but no answer came; it may be billed",
-    "timed_out": "the run timed out while the render was in flight; a later run resumes tracking it",
-}
+PROBLEM_REASONS = {state: info.problem for state, info in VOCABULARY.items() if info.problem}
 
 
 def usd(value: Decimal | None) -> str:
@@ -39,7 +26,7 @@ def duration(seconds: float | None) -> str:
     """``1 h 02 min``, ``3 min 05 s``, ``42 s``; empty when unknown."""
     if seconds is None:
         return ""
-    whole = int(round(seconds))
+    whole = round(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

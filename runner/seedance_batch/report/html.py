@@ -19,6 +19,7 @@ from importlib.resources import files
 import jinja2
 from markupsafe import Markup
 
+from ..ledger import VOCABULARY
 from .data import STATES, Report, ReportRow
 from .fmt import duration, span, state_word, usd, when
 
@@ -26,10 +27,7 @@ __all__ = ["Column", "Sheet", "SheetRow", "contact_sheets", "report_html"]
 
 _RATIO = re.compile(r"^(\d{1,3}):(\d{1,3})$")
 # Badge colour families: the CSS styles one class per family.
-_TONE = {
-    "done": "ok", "finished": "busy", "submitted": "busy", "submitting": "busy", "pending": "idle",
-    "planned": "idle", "timed_out": "warn", "unknown": "warn", "failed": "bad",
-}
+_TONE = {state: info.tone for state, info in VOCABULARY.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,19 +16,15 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 
+from ..ledger import VOCABULARY
 from ..safetext import xml_safe
 from .data import Report, ReportRow
 from .fmt import PROBLEM_REASONS
 
 __all__ = ["report_junit"]
 
-_WHY_SKIPPED = {
-    "planned": "not submitted yet",
-    "pending": "recorded, not submitted yet",
-    "submitting": "being submitted",
-    "submitted": "rendering",
-    "finished": "rendered, not downloaded yet",
-}
+# What a job that is not done yet (and not wrong) is waiting for: a skipped test case.
+_WHY_SKIPPED = {state: info.waiting for state, info in VOCABULARY.items() if info.waiting}
 
 
 def report_junit(report: Report) -> str:

@@ -58,7 +58,7 @@ def _totals_lines(report: Report) -> list[str]:
         f"**Video**: {totals.seconds_rendered} s rendered of {totals.seconds_planned} s planned  ",
         f"**Cost**: {cost_against_budget(totals)} · whole campaign at list price "
         f"{usd(totals.usd_planned)} ({totals.credits_planned:,} credits) · "
-        f"{_code(report.comparison, MAX_NAME)} would charge {usd(totals.fal_usd)}",
+        f"{_code(report.comparison, MAX_NAME)} would charge {usd(totals.comparison_usd)}",
     ]
 
 

@@ -1,8 +1,12 @@
 """report.csv and report.json: the same rows, for spreadsheets and for scripts.
 
 CSV columns are a stable interface (README "Reports" lists them): new columns are
-only ever appended. The file is RFC 4180 (``csv`` module, CRLF line ends, fields
-with commas, quotes or newlines quoted) in UTF-8 *with* a byte-order mark, because
+only ever appended; the request parameters' columns come from the parameter table
+(:mod:`seedance_batch.expand.params`). The comparison provider's price keeps its
+first name, ``fal_usd``, in both files.
+
+The CSV is RFC 4180 (``csv`` module, CRLF line ends, fields with commas, quotes
+or newlines quoted) in UTF-8 *with* a byte-order mark, because
 Excel reads a CSV without one in the local code page and garbles non-ASCII prompts;
 LibreOffice, Google Sheets and ``csv``/pandas with ``utf-8-sig`` read it as well.
 """
@@ -17,16 +21,20 @@ from typing import Any
 
 import orjson
 
+from ..expand.params import BOOLEAN, CSV_AFTER_STATE, CSV_AT_END, INTEGER, Param, csv_params
 from .data import Report, ReportRow, Totals
 
 __all__ = ["CSV_COLUMNS", "CSV_ENCODING", "report_csv", "report_dict", "report_json"]
 
 CSV_ENCODING = "utf-8-sig"
+# The request parameters' columns come from the parameter table: the first version's
+# after ``state``, any later one after every other column (columns are only appended).
+_WITH_STATE = csv_params(CSV_AFTER_STATE)
+_AT_END = csv_params(CSV_AT_END)
 CSV_COLUMNS: tuple[str, ...] = (
-    "label", "shot", "combination", "state", "model", "resolution", "duration_s", "aspect_ratio",
-    "generate_audio", "attempts", "credits", "cost_usd", "fal_usd", "spent_usd", "render_s",
-    "submitted_at", "finished_at", "task_id", "file", "size", "sha256", "error_class",
-    "error_message", "private", "prompt", "key", "change",
+    "label", "shot", "combination", "state", *(p.csv for p in _WITH_STATE if p.csv), "attempts", "credits",
+    "cost_usd", "fal_usd", "spent_usd", "render_s", "submitted_at", "finished_at", "task_id", "file", "size",
+    "sha256", "error_class", "error_message", "private", "prompt", "key", "change", *(p.csv for p in _AT_END if p.csv),
 )
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -34,8 +42,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # state words; every other column holds outside text (the service's task ids and messages,
 # the manifest's names and paths, the ledger's stamps) and is guarded.
 _OWN_TEXT = frozenset({
-    "state", "duration_s", "generate_audio", "attempts", "credits", "cost_usd", "fal_usd", "spent_usd",
-    "render_s", "size", "private", "key", "change",
+    "state", "attempts", "credits", "cost_usd", "fal_usd", "spent_usd", "render_s", "size", "private", "key", "change",
+    *(p.csv for p in (*_WITH_STATE, *_AT_END) if p.csv and p.kind in (INTEGER, BOOLEAN)),
 })
 JSON_SCHEMA_ID = "seedance-batch/report/1"
 
@@ -54,16 +62,21 @@ def report_csv(report: Report) -> str:
 def _csv_values(row: ReportRow) -> dict[str, Any]:
     return {
         "label": row.label, "shot": row.shot, "combination": combination_text(row), "state": row.state,
-        "model": row.model, "resolution": row.resolution, "duration_s": row.duration,
-        "aspect_ratio": row.aspect_ratio, "generate_audio": _bool(row.generate_audio),
+        **_param_cells(row, _WITH_STATE),
         "attempts": row.attempts, "credits": row.credits, "cost_usd": _money(row.cost_usd),
-        "fal_usd": _money(row.fal_usd), "spent_usd": _money(row.spent_usd),
+        "fal_usd": _money(row.comparison_usd), "spent_usd": _money(row.spent_usd),
         "render_s": None if row.render_seconds is None else f"{row.render_seconds:g}",
         "submitted_at": row.submitted_at, "finished_at": row.finished_at, "task_id": row.task_id,
         "file": row.video if row.href else None, "size": row.size, "sha256": row.sha256,
         "error_class": row.error_class, "error_message": row.error_message,
         "private": _bool(row.private), "prompt": row.prompt, "key": row.key, "change": row.change,
+        **_param_cells(row, _AT_END),
     }
+
+
+def _param_cells(row: ReportRow, params: tuple[Param, ...]) -> dict[str, Any]:
+    """The parameters' cells: a whole number as written, true/false, nothing when unset."""
+    return {p.csv: _bool(v) if isinstance(v := row.params.get(p.name), bool) else v for p in params if p.csv}
 
 
 def _cell(name: str, value: Any) -> str:
@@ -131,7 +144,7 @@ def _totals_dict(totals: Totals) -> dict[str, Any]:
         "usd_planned": float(totals.usd_planned),
         "usd_spent": float(totals.usd_spent),
         "usd_to_render": float(totals.usd_to_render),
-        "fal_usd": float(totals.fal_usd),
+        "fal_usd": float(totals.comparison_usd),
         "budget_usd": None if totals.budget_usd is None else float(totals.budget_usd),
         "within_budget": totals.within_budget,
         "superseded_jobs": totals.superseded_jobs,
@@ -142,13 +155,16 @@ def _totals_dict(totals: Totals) -> dict[str, Any]:
 def _row_dict(row: ReportRow) -> dict[str, Any]:
     return {
         "label": row.label, "shot": row.shot, "combination": dict(row.combination), "key": row.key,
-        "state": row.state, "change": row.change, "model": row.model, "resolution": row.resolution,
-        "duration_s": row.duration, "aspect_ratio": row.aspect_ratio, "generate_audio": row.generate_audio,
+        "state": row.state, "change": row.change, **_param_values(row, _WITH_STATE),
         "attempts": row.attempts, "credits": row.credits, "cost_usd": float(row.cost_usd),
-        "fal_usd": float(row.fal_usd), "spent_usd": float(row.spent_usd), "spent_credits": row.spent_credits,
+        "fal_usd": float(row.comparison_usd), "spent_usd": float(row.spent_usd), "spent_credits": row.spent_credits,
         "task_id": row.task_id, "submitted_at": row.submitted_at, "finished_at": row.finished_at,
         "render_s": row.render_seconds, "file": row.video, "downloaded": row.href is not None,
         "size": row.size, "sha256": row.sha256, "file_url": row.file_url,
         "error_class": row.error_class, "error_message": row.error_message,
-        "private": row.private, "prompt": row.prompt,
+        "private": row.private, "prompt": row.prompt, **_param_values(row, _AT_END),
     }
+
+
+def _param_values(row: ReportRow, params: tuple[Param, ...]) -> dict[str, Any]:
+    return {p.csv: row.params.get(p.name) for p in params if p.csv}

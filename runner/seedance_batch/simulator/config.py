@@ -24,6 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import UsageError
+from ..models import RenderTime
 
 __all__ = [
     "MAX_CREDITS", "MAX_PER_MINUTE", "MAX_SECONDS", "MAX_TIME_SCALE", "MIN_TIME_SCALE",
@@ -59,18 +60,29 @@ class Latency:
     queued for ``queue_seconds`` (``not_started``), then ``running`` for
     ``(base_seconds + per_video_second x duration x resolution factor) x model
     factor``, each stretched by a uniform jitter of +/- ``jitter`` (a fraction).
-    Assumption: APIDot publishes no render times; these defaults are plausible
-    figures for Seedance 2, not measurements.
+    A figure left None is the model's own: its ``render`` figures in
+    schemas/models.json (or the simulator's ``prices``), the data the runner's
+    first status request aims with; a figure set here applies to every model.
+    ``model_factor`` stretches some models' running time further (none by default).
+    Assumption: APIDot publishes no render times; the figures are plausible for
+    Seedance 2, not measurements.
     """
 
-    queue_seconds: float = 3.0
-    base_seconds: float = 20.0
-    per_video_second: float = 6.0
-    resolution_factor: Mapping[str, float] = field(
-        default_factory=lambda: _frozen({"480p": 0.6, "720p": 1.0, "1080p": 2.0})
-    )
-    model_factor: Mapping[str, float] = field(default_factory=lambda: _frozen({"seedance-2-fast": 0.6}))
+    queue_seconds: float | None = None
+    base_seconds: float | None = None
+    per_video_second: float | None = None
+    resolution_factor: Mapping[str, float] | None = None
+    model_factor: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
     jitter: float = 0.25
+
+    def figures(self, model: RenderTime) -> RenderTime:
+        """A model's render figures with the ones set here instead of its own."""
+        return RenderTime(
+            queue_seconds=model.queue_seconds if self.queue_seconds is None else self.queue_seconds,
+            base_seconds=model.base_seconds if self.base_seconds is None else self.base_seconds,
+            per_video_second=model.per_video_second if self.per_video_second is None else self.per_video_second,
+            resolution_factor=model.resolution_factor if self.resolution_factor is None else self.resolution_factor,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ..models import Catalog, RenderTime, load_catalog, render_time
 from .config import Latency, SimulatorConfig
 
 __all__ = ["FAILURE_MESSAGES", "Task", "draw", "make_task", "render_seconds"]
@@ -72,21 +73,31 @@ class Task:
         return datetime.fromtimestamp(self.created, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def render_seconds(latency: Latency, model: str, data: Mapping[str, Any], jitter_draw: float) -> float:
-    """Simulated seconds of ``running`` for one request (before ``time_scale``)."""
-    factor = latency.resolution_factor.get(str(data.get("resolution")), 1.0)
-    seconds = latency.base_seconds + latency.per_video_second * int(data.get("duration", 5)) * factor
+def render_seconds(latency: Latency, figures: RenderTime, model: str, data: Mapping[str, Any], jitter_draw: float) -> float:
+    """Simulated seconds of ``running`` for one request (before ``time_scale``), from a model's ``figures``."""
+    factor = figures.factor(str(data.get("resolution")))
+    seconds = figures.base_seconds + figures.per_video_second * int(data.get("duration", 5)) * factor
     seconds *= latency.model_factor.get(model, 1.0)
     return seconds * (1.0 + latency.jitter * (2.0 * jitter_draw - 1.0))
 
 
-def make_task(config: SimulatorConfig, body: Mapping[str, Any], key: str, nth: int, now: float, credits: int) -> Task:
-    """The task for the ``nth`` accepted submit of the body whose job key is ``key``."""
+def make_task(
+    config: SimulatorConfig, body: Mapping[str, Any], key: str, nth: int, now: float, credits: int,
+    catalog: Catalog | None = None,
+) -> Task:
+    """The task for the ``nth`` accepted submit of the body whose job key is ``key``.
+
+    ``catalog`` is the simulator's model data (read from ``config.prices`` when not given):
+    where each model's render figures come from.
+    """
     seed = config.faults.seed
     task_id = "task-" + hashlib.blake2b(f"{seed}|{key}|{nth}".encode(), digest_size=12).hexdigest()
     fate = _fate(config, task_id)
-    queue = config.latency.queue_seconds * config.time_scale
-    running = render_seconds(config.latency, body["model"], body["input"], draw(seed, "jitter", task_id))
+    model, data = str(body["model"]), body["input"]
+    own = render_time(catalog or load_catalog(config.prices), model, str(data.get("resolution")), int(data.get("duration", 5)))
+    figures = config.latency.figures(own)
+    queue = figures.queue_seconds * config.time_scale
+    running = render_seconds(config.latency, figures, model, data, draw(seed, "jitter", task_id))
     message = None
     if fate == "failed":
         message = FAILURE_MESSAGES[int(draw(seed, "message", task_id) * len(FAILURE_MESSAGES))]
@@ -94,7 +105,7 @@ def make_task(config: SimulatorConfig, body: Mapping[str, Any], key: str, nth: i
     return Task(
         task_id=task_id,
         key=key,
-        model=str(body["model"]),
+        model=model,
         created=now,
         starts_at=now + queue,
         ends_at=now + queue + running * config.time_scale,
