@@ -34,13 +34,14 @@ from pathlib import Path
 
 import anyio
 import httpx
+import stamina.instrumentation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from engine_support import make_jobs, plan_for  # noqa: E402
-from seedance_batch.ledger import Ledger, open_ledger  # noqa: E402
-from seedance_batch.run.client import ApiClient  # noqa: E402
-from seedance_batch.run.engine import RunSettings, execute  # noqa: E402
+from engine_support import make_jobs, plan_for
+from seedance_batch.ledger import open_ledger
+from seedance_batch.run.client import ApiClient
+from seedance_batch.run.engine import RunSettings, execute
 
 
 def serve(conn, time_scale: float, render_sim_s: float, jitter: float, per_minute: int) -> None:
@@ -89,6 +90,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _run(args: argparse.Namespace, base_url: str, tmp: Path):
+    # As the CLI does: retries are counted in the ledger, not logged (this process is the application).
+    stamina.instrumentation.set_on_retry_hooks([])
     jobs = make_jobs(args.jobs, campaign="bench")
     client_rate = args.client_rate or args.rate
     settings = RunSettings(
@@ -102,7 +105,7 @@ def _run(args: argparse.Namespace, base_url: str, tmp: Path):
 
         async def go():
             async with ApiClient(base_url, "sk-sim-bench") as client:
-                return await execute(plan, settings, client=client, ledger=ledger, handle_signals=False)
+                return await execute(plan, settings, client=client, ledger=ledger)
 
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = anyio.run(go)

@@ -54,7 +54,7 @@ def run_engine(plan: Plan, base_url: str, ledger: Ledger, run_settings: RunSetti
                key: str = SIM_KEY, timeout: Any = None) -> RunResult:
     async def go() -> RunResult:
         async with ApiClient(base_url, key, timeout=timeout) if timeout else ApiClient(base_url, key) as client:
-            return await execute(plan, run_settings, client=client, ledger=ledger, handle_signals=False)
+            return await execute(plan, run_settings, client=client, ledger=ledger)
 
     return anyio.run(go)
 

@@ -1,4 +1,6 @@
-"""The client's outcome mapping: every HTTP status and transport failure has a type.
+"""The client's outcome mapping (run/outcomes.py): every HTTP status and transport failure
+has a type; and the one reader of a task's payload (run/answers.py), for status answers
+and webhook events alike.
 
 Pure mapping is tested directly and through httpx.MockTransport; end-to-end behaviour
 against the real simulator lives in tests/test_engine*.py.
@@ -23,7 +25,9 @@ from seedance_batch.errors import (
     TransientError,
     UsageError,
 )
-from seedance_batch.run.client import ApiClient, error_for_exception, error_for_response, parse_retry_after
+from seedance_batch.run.answers import BadEvent, task_status, webhook_event
+from seedance_batch.run.client import ApiClient
+from seedance_batch.run.outcomes import error_for_exception, error_for_response, parse_retry_after
 
 KEY = "sk-canary-0123456789"
 BODY = {"model": "seedance-2", "input": {"prompt": "p", "duration": 5, "resolution": "720p"}}
@@ -173,3 +177,45 @@ def test_a_key_no_header_could_carry_is_refused_without_showing_it(key: str) -> 
         ApiClient("http://api.test", key)
     assert "canary" not in caught.value.format()
     assert caught.value.message.startswith("APIDOT_API_KEY has characters an HTTP header cannot carry")
+
+
+# --- one reader of a task's payload: status answers and webhook events ---------------------------
+
+NESTED = {"data": {"task_id": "task-1", "status": "finished",
+                   "output": {"files": [{"file_url": "https://f/a.jpg", "file_type": "image"},
+                                        {"file_url": "https://f/v.mp4", "file_type": "video"}]}}}
+
+
+@pytest.mark.parametrize("body", [NESTED, NESTED["data"]], ids=["nested", "flat"])
+def test_a_status_answer_and_a_webhook_event_are_read_alike(body: dict) -> None:
+    status = task_status("task-1", body.get("data", body))
+    event = webhook_event(body)
+    assert (status.task_id, status.status, status.file_urls) == ("task-1", "finished", ("https://f/v.mp4",))
+    assert (event.task_id, event.status) == ("task-1", "finished")
+    assert event.file_urls == ("https://f/a.jpg", "https://f/v.mp4")  # counted only: an event is a hint
+
+
+def test_status_answers_are_tolerant_keep_only_usable_urls_and_scrub_the_key() -> None:
+    data = {"status": f"running {KEY}", "files": ["https://f/plain.mp4", f"https://f/v.mp4?k={KEY}", 7],
+            "error_message": {"nested": True}}
+    status = task_status("asked", data, (KEY,))
+    assert status.task_id == "asked" and KEY not in status.status and status.status.startswith("running ")
+    assert status.file_urls == ("https://f/plain.mp4",)  # the one carrying the key is dropped
+    assert status.error_message == "(a JSON object, not text)"
+    assert task_status("asked", {"files": "not a list"}) == task_status("asked", {})
+    assert task_status("asked", {}).status == "unknown"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ([], "the body must be a JSON object"),
+    ({"data": {"status": "finished"}}, 'task_id is missing (expected {"data": {"task_id", "status", "files"}} '
+                                       "or the same flat)"),
+    ({"task_id": "t"}, "status is missing"),
+    ({"task_id": "t", "status": "finished", "files": {"a": 1}}, "files must be a list"),
+    ({"task_id": "t", "status": "finished", "files": [{"file_type": "video"}]},
+     "each file must be a URL or an object with file_url"),
+])
+def test_a_webhook_body_that_is_no_event_says_what_is_wrong(body: object, message: str) -> None:
+    with pytest.raises(BadEvent) as caught:
+        webhook_event(body)
+    assert str(caught.value) == message

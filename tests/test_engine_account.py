@@ -7,18 +7,10 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
 from engine_support import SCALE, make_jobs, plan_for, run_engine, settings
 from seedance_batch.errors import EXIT_ACCOUNT, EXIT_BUDGET, AuthenticationError, InsufficientCredits
-from seedance_batch.ledger import JobState, Ledger, open_ledger
+from seedance_batch.ledger import JobState, Ledger
 from seedance_batch.simulator import SimulatorConfig, run_simulator
-
-
-@pytest.fixture
-def ledger(tmp_path: Path):
-    with open_ledger(tmp_path / "ledger.sqlite") as opened:
-        yield opened
 
 
 class FastClock:
@@ -83,7 +75,7 @@ def test_budget_stops_before_the_job_that_would_cross_it(tmp_path: Path, ledger:
         stats = sim.stats()
     assert stats["submits"]["accepted"] == 3, (stats["submits"], stats["errors"], result.counts())
     assert result.exit_code == EXIT_BUDGET and result.stopped_by_budget
-    assert result.counts() == {"done": 3, "not submitted": 7}
+    assert result.counts() == {"done": 3, "planned": 7}
     assert sum(r.cost_usd for r in result.records if r.charged) <= Decimal("1.00")
 
 

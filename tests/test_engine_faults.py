@@ -9,16 +9,10 @@ import httpx
 import pytest
 
 from engine_support import SCALE, make_jobs, plan_for, run_engine, settings
-from seedance_batch.ledger import JobState, Ledger, open_ledger
+from seedance_batch.ledger import JobState, Ledger
 from seedance_batch.simulator import Faults, SimulatorConfig, run_simulator
 
 SHORT = httpx.Timeout(connect=2.0, read=0.6, write=2.0, pool=5.0)
-
-
-@pytest.fixture
-def ledger(tmp_path: Path):
-    with open_ledger(tmp_path / "ledger.sqlite") as opened:
-        yield opened
 
 
 def by_body(sim) -> dict[str, int]:
@@ -123,7 +117,9 @@ def test_an_unreachable_service_leaves_jobs_pending_and_stops_submitting(tmp_pat
     import socket
 
     from seedance_batch.plan import Change
-    from seedance_batch.run.engine import GIVE_UP_STOP
+    from seedance_batch.run.settings import RunSettings
+
+    give_up = RunSettings().give_up_after
 
     with socket.socket() as closed:  # a port nothing listens on: every connect is refused
         closed.bind(("127.0.0.1", 0))
@@ -132,11 +128,11 @@ def test_an_unreachable_service_leaves_jobs_pending_and_stops_submitting(tmp_pat
     one_at_a_time = settings(tmp_path, max_attempts=2, max_in_flight=1)
     result = run_engine(plan_for(jobs, ledger), base_url, ledger, one_at_a_time)
     # Nothing reached the service: nothing failed, nothing is spent, and the run stopped early.
-    assert states(result) == {"pending": GIVE_UP_STOP, "not submitted": 8 - GIVE_UP_STOP}
+    assert states(result) == {"pending": give_up, "planned": 8 - give_up}
     assert result.exit_code == 1
     assert all(r.error_class == "transient" for r in result.records)
     assert {r.error_message for r in result.records} == {f"submit: could not reach {base_url} (ConnectError)"}
-    assert [e.kind for e in ledger.events("demo")].count("gave_up") == GIVE_UP_STOP
+    assert [e.kind for e in ledger.events("demo")].count("gave_up") == give_up
     # The next run submits every one of them again, without --retry-failed.
     assert {p.change for p in plan_for(jobs, ledger).jobs} == {Change.NEW}
 
@@ -152,7 +148,7 @@ def test_a_video_that_cannot_be_written_stops_submitting_and_a_later_run_saves_i
     with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, one_at_a_time)
         # the paid video stays finished (not failed: never paid again), and nothing more is paid for
-        assert states(result) == {"finished": 1, "not submitted": 4}
+        assert states(result) == {"finished": 1, "planned": 4}
         assert result.exit_code == 1
         [event] = [e for e in ledger.events("demo") if e.kind == "download_failed"]
         assert event.detail["error"].endswith("Not a directory")

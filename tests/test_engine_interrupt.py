@@ -42,7 +42,7 @@ def test_one_ctrl_c_stops_submitting_and_keeps_tracking(tmp_path: Path) -> None:
         proc = start(tmp_path, sim.base_url)
         wait_for_submits(proc, sim, 5)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
         submitted = sim.stats()["submits"]["accepted"]
     assert proc.returncode == 130
     assert "interrupted: no new submits; tracking what is in flight" in err
@@ -62,7 +62,7 @@ def test_two_ctrl_c_leave_at_once_with_a_consistent_ledger(tmp_path: Path) -> No
             seen.append(proc.stderr.readline())
             assert seen[-1], "".join(seen)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         err = "".join(seen) + err
         created = sim.stats()["tasks"]["total"]
         states = ledger_states(tmp_path)

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from seedance_batch.errors import RateLimited, TransientError, UsageError
+from seedance_batch.models import load_catalog
 from seedance_batch.run.downloads import safe_target
-from seedance_batch.run.polling import FIRST_GUESS, STEP_DOWN, STEP_UP, Bucket, RenderClock, prior_seconds
+from seedance_batch.run.polling import POLL_POLICIES, Bucket, catalog_prior, make_policy
 from seedance_batch.run.ratelimit import SAFETY, Pacer
-from seedance_batch.run.settings import Backoff, RunSettings
+from seedance_batch.run.render_clock import FIRST_GUESS, STEP_DOWN, STEP_UP, RenderClock
+from seedance_batch.run.retry import Backoff
+from seedance_batch.run.settings import RunSettings
 
 BUCKET = Bucket("seedance-2-fast", "480p", 4)
+prior_seconds = catalog_prior(load_catalog())
 
 
 def test_settings_from_manifest_then_flags() -> None:
@@ -48,7 +54,7 @@ def test_pacer_never_admits_ahead_of_schedule() -> None:
     interval = SAFETY / 100
     assert all(times[k] - times[0] >= k * interval - 1e-4 for k in range(len(times)))
     # a late wake-up is made up only in part: no two admissions closer than 3/4 interval
-    assert all(later - earlier >= 0.75 * interval - 1e-3 for earlier, later in zip(times, times[1:]))
+    assert all(later - earlier >= 0.75 * interval - 1e-3 for earlier, later in itertools.pairwise(times))
     assert pacer.admitted == 21
 
 
@@ -71,7 +77,7 @@ def test_pacer_halves_once_per_429_episode_and_recovers_additively() -> None:
 
 
 def test_poll_aim_explores_then_learns_and_steps_per_generation() -> None:
-    clock = RenderClock(floor=0.5, rng=random.Random(1))
+    clock = RenderClock(floor=0.5, prior=prior_seconds, rng=random.Random(1))
     first = clock.next_poll(BUCKET, 0, None)
     assert first == pytest.approx(prior_seconds(BUCKET) * FIRST_GUESS)
     assert clock.next_poll(BUCKET, 0, first) == pytest.approx(first * 1.5, rel=0.1)  # exploring: widen
@@ -111,14 +117,14 @@ def test_backoff_retries_only_its_types_with_full_jitter_and_honours_retry_after
     hook = Backoff(settings, (RateLimited, TransientError))
     assert hook(ValueError("no")) is False
     waits = [hook(TransientError("x")) for _ in range(6)]
-    assert all(0 <= w <= cap for w, cap in zip(waits, [1, 2, 4, 8, 8, 8]))
+    assert all(0 <= w <= cap for w, cap in zip(waits, [1, 2, 4, 8, 8, 8], strict=True))
     assert hook(RateLimited("slow down", retry_after=3.0)) == 3.0
     assert hook(RateLimited("slow down", retry_after=600.0)) == 8.0  # capped at the run's max wait
 
 
 def test_tracker_polls_one_job_once_at_a_time_even_when_rescheduled_to_the_same_instant() -> None:
     from engine_support import make_jobs
-    from seedance_batch.run.tracking import Tracked, Tracker
+    from seedance_batch.run.tracking import PollQueue, Tracked
 
     async def main() -> tuple[int, int]:
         calls, overlapping, active = 0, 0, 0
@@ -128,11 +134,11 @@ def test_tracker_polls_one_job_once_at_a_time_even_when_rescheduled_to_the_same_
             calls += 1
             active += 1
             overlapping = max(overlapping, active)
-            await anyio.sleep(0)  # a checkpoint: a twin poll, if started, would run now
+            await anyio.lowlevel.checkpoint()  # a checkpoint: a twin poll, if started, would run now
             active -= 1
             item.ended = True  # finished: the engine downloads it once
 
-        tracker = Tracker(poll, RenderClock(floor=0.0), time_scale=1e-3)  # first aim a few ms ahead
+        tracker = PollQueue(poll, RenderClock(floor=0.0, prior=prior_seconds), time_scale=1e-3)  # aim a few ms ahead
         now = time.monotonic()
         item = Tracked(job=make_jobs(1)[0], task_id="task-1", bucket=BUCKET, started=now, deadline=now + 60)
         tracker.add(item)
@@ -144,3 +150,72 @@ def test_tracker_polls_one_job_once_at_a_time_even_when_rescheduled_to_the_same_
 
     calls, overlapping = anyio.run(main)
     assert (calls, overlapping) == (1, 1)
+
+
+def test_every_poll_policy_is_made_by_name_and_an_unknown_name_is_refused() -> None:
+    for name in POLL_POLICIES:
+        policy = make_policy(name, floor=0.5, prior=prior_seconds)
+        assert not policy.learned(BUCKET) and policy.next_poll(BUCKET, 0, None) > 0
+    assert RunSettings().poll_policy in POLL_POLICIES
+    with pytest.raises(ValueError, match="no poll policy 'psychic'; known: render-clock"):
+        make_policy("psychic", floor=0.5, prior=prior_seconds)
+
+
+def test_the_render_prior_comes_from_the_model_data() -> None:
+    from seedance_batch.models import render_prior_seconds
+
+    catalog = load_catalog()
+    assert prior_seconds(BUCKET) == render_prior_seconds(catalog, "seedance-2-fast", "480p", 4)
+    assert prior_seconds(Bucket("seedance-2", "1080p", 10)) > prior_seconds(BUCKET)  # slower model, more pixels
+
+
+def test_the_budget_holds_each_submit_then_spends_or_lets_it_go() -> None:
+    from seedance_batch.run.budget import LocalBudget
+
+    async def go() -> list[object]:
+        budget = LocalBudget(Decimal("1.00"), spent=Decimal("0.30"))
+        steps: list[object] = [await budget.reserve(Decimal("0.30")), await budget.reserve(Decimal("0.30"))]
+        steps.append(await budget.reserve(Decimal("0.20")))  # 0.30 spent + 0.60 held + 0.20: past the limit
+        await budget.settle(Decimal("0.30"), charged=True)   # a task was created
+        await budget.settle(Decimal("0.30"), charged=False)  # none was: the hold is let go
+        steps += [budget.spent, await budget.reserve(Decimal("0.40")), await budget.reserve(Decimal("0.01"))]
+        steps.append(await LocalBudget(None, Decimal(0)).reserve(Decimal(10**6)))  # no budget: no limit
+        return steps
+
+    assert anyio.run(go) == [True, True, False, Decimal("0.60"), True, False, True]
+
+
+def test_stops_keep_the_first_reason_and_say_it_once() -> None:
+    from seedance_batch.errors import InsufficientCredits
+    from seedance_batch.run.progress import QuietProgress
+    from seedance_batch.run.stops import Stops
+
+    progress = QuietProgress()
+    stops = Stops(progress, give_up_after=2)
+    stops.not_submitted("unreachable")
+    stops.submitted()  # a submit went through: the streak starts again
+    stops.not_submitted("unreachable")
+    assert stops.submitting
+    credits = InsufficientCredits("submit: HTTP 402", hint="top up")
+    stops.account(credits)
+    stops.budget("s/1", Decimal("0.28"), Decimal("1.00"))  # later reasons are kept, not shown
+    stops.interrupt()
+    assert not stops.submitting and stops.account_error is credits and stops.by_budget and stops.interrupted
+    assert progress.notes == ["stopped submitting: submit: HTTP 402; top up; tracking what is in flight"]
+    left: list[bool] = []
+    stops.on_leave(lambda: left.append(True))
+    stops.leave()
+    assert left == [True] and progress.notes[-1] == "interrupted: leaving now; run the same command again to resume"
+
+
+def test_enough_jobs_in_a_row_not_submitted_stop_the_submits() -> None:
+    from seedance_batch.run.progress import QuietProgress
+    from seedance_batch.run.stops import Stops
+
+    progress = QuietProgress()
+    stops = Stops(progress, give_up_after=2)
+    stops.not_submitted("submit: could not reach http://h (ConnectError)")
+    stops.not_submitted("submit: could not reach http://h (ConnectError)")
+    assert not stops.submitting and progress.notes == [
+        "stopped submitting: 2 jobs in a row could not be submitted (submit: could not reach http://h "
+        "(ConnectError)); tracking what is in flight; run again later"]

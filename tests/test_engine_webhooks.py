@@ -31,26 +31,25 @@ def ledger(tmp_path: Path):
 
 def test_receiver_accepts_both_shapes_persists_first_and_is_idempotent(ledger: Ledger) -> None:
     seen = []
-    with run_receiver(ledger, on_event=seen.append, campaign="c") as url:
-        with httpx.Client(base_url=url) as http:
-            files = [{"file_url": "http://files/v.mp4?sig=1", "file_type": "video"}]
-            nested = http.post("/hook", json={"data": {"task_id": "task-1", "status": "finished", "files": files}})
-            assert nested.status_code == 200
-            # persisted before the 2xx came back, as a hint: the status endpoint decides, and an
-            # unsigned event's file URL is never trusted (a forged one would plant a video)
-            assert ledger.events("c")[-1].detail == {"status": "finished", "files": 1}
-            rec = ledger.record("c", "k1")
-            assert (rec.state, rec.file_url) == (JobState.SUBMITTED, None)
-            flat = http.post("/hook", json={"task_id": "task-1", "status": "finished", "files": files})
-            assert flat.status_code == 200  # a duplicate: accepted, changes nothing
-            stale = http.post("/hook", json={"task_id": "task-1", "status": "running", "files": []})
-            assert stale.status_code == 200
-            assert ledger.record("c", "k1").state is JobState.SUBMITTED
-            stranger = http.post("/hook", json={"task_id": "task-not-ours", "status": "finished", "files": []})
-            assert (stranger.status_code, stranger.json()["error"]) == (404, "unknown task id")
-            bad = http.post("/hook", json={"data": {"status": "finished"}})
-            assert bad.status_code == 400 and bad.json()["error"].startswith("task_id is missing")
-            assert http.post("/hook", content=b"not json").json()["error"] == "the body is not JSON"
+    with run_receiver(ledger, on_event=seen.append, campaign="c") as url, httpx.Client(base_url=url) as http:
+        files = [{"file_url": "http://files/v.mp4?sig=1", "file_type": "video"}]
+        nested = http.post("/hook", json={"data": {"task_id": "task-1", "status": "finished", "files": files}})
+        assert nested.status_code == 200
+        # persisted before the 2xx came back, as a hint: the status endpoint decides, and an
+        # unsigned event's file URL is never trusted (a forged one would plant a video)
+        assert ledger.events("c")[-1].detail == {"status": "finished", "files": 1}
+        rec = ledger.record("c", "k1")
+        assert (rec.state, rec.file_url) == (JobState.SUBMITTED, None)
+        flat = http.post("/hook", json={"task_id": "task-1", "status": "finished", "files": files})
+        assert flat.status_code == 200  # a duplicate: accepted, changes nothing
+        stale = http.post("/hook", json={"task_id": "task-1", "status": "running", "files": []})
+        assert stale.status_code == 200
+        assert ledger.record("c", "k1").state is JobState.SUBMITTED
+        stranger = http.post("/hook", json={"task_id": "task-not-ours", "status": "finished", "files": []})
+        assert (stranger.status_code, stranger.json()["error"]) == (404, "unknown task id")
+        bad = http.post("/hook", json={"data": {"status": "finished"}})
+        assert bad.status_code == 400 and bad.json()["error"].startswith("task_id is missing")
+        assert http.post("/hook", content=b"not json").json()["error"] == "the body is not JSON"
     assert [e.task_id for e in seen] == ["task-1", "task-1", "task-1"]
     assert [e.kind for e in ledger.events("c")].count("webhook") == 3
 
@@ -75,7 +74,7 @@ def test_a_run_driven_by_callbacks_with_duplicates_and_stale_events(tmp_path: Pa
             async def go():
                 async with ApiClient(sim.base_url, SIM_KEY) as client:
                     return await execute(plan_for(jobs, ledger), run_settings, client=client, ledger=ledger,
-                                         handle_signals=False, events=relay)
+                                         events=relay)
 
             result = anyio.run(go)
         stats = sim.stats()

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from engine_support import make_jobs, plan_for, run_engine, settings
 from hostile_api import HostileApi, answer, drip, endless, finished, gzip_bomb, gzipped, raw, streamed
 from seedance_batch.errors import PriceFileError, UsageError
-from seedance_batch.ledger import JobState, Ledger, open_ledger
+from seedance_batch.ledger import JobState, Ledger
 from seedance_batch.models import load_catalog, max_video_bytes
 from seedance_batch.run.downloads import download
 from seedance_batch.simulator.assets import sample_mp4
@@ -32,12 +32,6 @@ KEY = "sk-hostile-downloads-0123"
 BOUND = 20_000_000 // 8 * 4 + 8 * (1 << 20)
 PAST = f"more than this video can take ({BOUND} bytes: max_file in the model data); not kept"
 MP4_HEAD = sample_mp4()[:64]
-
-
-@pytest.fixture
-def ledger(tmp_path: Path):
-    with open_ledger(tmp_path / "ledger.sqlite") as opened:
-        yield opened
 
 
 def serving(body) -> HostileApi:

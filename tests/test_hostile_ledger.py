@@ -333,9 +333,9 @@ def test_a_run_over_an_unreadable_row_stops_before_submitting(project: Path) -> 
 def test_rows_are_read_in_the_records_field_order() -> None:
     from dataclasses import fields
 
-    from seedance_batch.ledger import sqlite as ledger
+    from seedance_batch.ledger.sqlite import rows
 
-    assert tuple(f.name for f in fields(JobRecord)) == ledger._COLUMNS  # rows become JobRecord(*values)
+    assert tuple(f.name for f in fields(JobRecord)) == rows.COLUMNS  # rows become JobRecord(*values)
 
 
 def test_an_unreadable_event_is_one_error_naming_the_ledger(tmp_path: Path) -> None:
@@ -435,7 +435,7 @@ def test_status_reads_a_ledger_on_a_read_only_file_system(project: Path, read_on
                          "--json")
     assert shown.returncode == 0, shown.stderr
     view = json.loads(shown.stdout)
-    assert view["totals"] == {"done": 2, "new": 1}
+    assert view["totals"] == {"done": 2, "planned": 1}
     assert [r["task_id"] for r in view["jobs"]] == ["task-0", "task-1", None]
 
 

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from engine_support import make_jobs, plan_for, run_engine, settings
 from hostile_api import HostileApi, answer, failed, finished, gzip_bomb, gzipped, nested, raw, streamed
 from seedance_batch.errors import AmbiguousSubmit, TransientError
-from seedance_batch.ledger import JobState, Ledger, open_ledger
+from seedance_batch.ledger import JobState, Ledger
 from seedance_batch.run.client import MAX_ANSWER_BYTES, ApiClient
 
 # Not shaped like a credential (no "sk-", no "Bearer"): only scrubbing by the key's value catches it.
@@ -32,12 +32,6 @@ KEY = "canary-7Yq2Lw9Zp4Xc"
 KEY_START = KEY[:5]  # what a cut through the key would leave behind
 BODY = {"model": "seedance-2-fast", "input": {"prompt": "p", "duration": 4, "resolution": "480p"}}
 SHORT = httpx.Timeout(connect=0.3, read=0.5, write=0.3, pool=0.2)  # an exchange deadline of 1.3 s
-
-
-@pytest.fixture
-def ledger(tmp_path: Path):
-    with open_ledger(tmp_path / "ledger.sqlite") as opened:
-        yield opened
 
 
 def run_jobs(api: HostileApi, ledger: Ledger, tmp_path: Path, count: int = 1, **overrides):

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import Outcome, Project, clean_environment
 from report_campaign import SAMPLE_MP4
 from seedance_batch.ledger import open_ledger
 from seedance_batch.pipeline import load_plan
@@ -19,10 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = "brightside-launch"
 
 
-def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "SEEDANCE_STATE")}
-    return subprocess.run([sys.executable, "-m", "seedance_batch", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+def cli(cwd: Path, *args: str, **env: str) -> Outcome:
+    """The real CLI in ``cwd`` (tests/conftest.py's Project), with a CI user's environment plus ``env``."""
+    return Project(cwd, clean_environment(**env)).run(*args)
 
 
 @pytest.fixture
@@ -38,8 +35,8 @@ def _states(workdir: Path) -> dict[str, str]:
 
 def test_report_from_the_plan_alone_writes_five_files_and_no_ledger(workdir: Path) -> None:
     result = cli(workdir, "report", "manifests/ad-localization.yaml")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == (
+    assert result.code == 0, result.err
+    assert result.out == (
         f"reports/{CAMPAIGN}/report.html (and report.csv, report.json, junit.xml, summary.md): "
         "22 jobs, 0 done, 0 failed/unknown/timed out; "
         "$0.00 spent + $28.84 to render = $28.84 of $60.00 budget (within budget)\n")
@@ -67,8 +64,8 @@ def test_report_mid_run_reads_the_ledger_and_changes_nothing(workdir: Path) -> N
         shutil.copyfile(SAMPLE_MP4, target)
         ledger.downloaded(CAMPAIGN, done.job.key, done.job.output_path, target.stat().st_size, "0" * 64)
     result = cli(workdir, "report", "manifests/ad-localization.yaml", "--report-dir", "out")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("out/report.html (and report.csv")
+    assert result.code == 0, result.err
+    assert result.out.startswith("out/report.html (and report.csv")
     data = json.loads((workdir / "out" / "report.json").read_text(encoding="utf-8"))
     states = {job["label"]: job for job in data["jobs"]}
     assert states[done.job.label]["state"] == "done" and states[done.job.label]["downloaded"]
@@ -82,37 +79,35 @@ def test_report_mid_run_reads_the_ledger_and_changes_nothing(workdir: Path) -> N
 
 def test_plan_report_over_budget_writes_the_summary_then_exits_3(workdir: Path) -> None:
     result = cli(workdir, "plan", "manifests/ad-localization.yaml", "--report", "--max-usd", "10", "--json")
-    assert result.returncode == 3
-    assert json.loads(result.stdout)["within_budget"] is False  # stdout stays one JSON object
+    assert result.code == 3
+    assert json.loads(result.out)["within_budget"] is False  # stdout stays one JSON object
     summary = (workdir / "reports" / CAMPAIGN / "summary.md").read_text(encoding="utf-8")
     assert "$0.00 spent + $28.84 to render = $28.84 of $10.00 budget (**OVER budget**)" in summary
-    assert result.stderr.splitlines()[0].endswith("(OVER budget)")
+    assert result.err.splitlines()[0].endswith("(OVER budget)")
 
 
 def test_report_of_a_missing_manifest_is_one_line_and_exit_2(workdir: Path) -> None:
     result = cli(workdir, "report", "manifests/nope.yaml")
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "nope.yaml" in result.stderr
+    assert result.code == 2
+    assert "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert "nope.yaml" in result.err
 
 
 def test_report_dir_that_is_a_file_is_one_line_and_exit_2(workdir: Path) -> None:
     (workdir / "taken").write_text("not a folder", encoding="utf-8")
     result = cli(workdir, "report", "manifests/ad-localization.yaml", "--report-dir", "taken")
-    assert result.returncode == 2
-    assert result.stderr == (
+    assert result.code == 2
+    assert result.err == (
         "taken: cannot write the reports there: a file of that name is in the way (a folder is needed); "
         "pick a folder you can write with --report-dir DIR\n")
 
 
 def test_unwritable_step_summary_is_one_line_and_exit_2(workdir: Path) -> None:
-    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(workdir / "gone" / "summary.md")}
-    env.pop("SEEDANCE_STATE", None)
-    result = subprocess.run([sys.executable, "-m", "seedance_batch", "report", "manifests/ad-localization.yaml"],
-                            cwd=workdir, env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2
-    assert result.stderr == (
+    result = cli(workdir, "report", "manifests/ad-localization.yaml",
+                 GITHUB_STEP_SUMMARY=str(workdir / "gone" / "summary.md"))
+    assert result.code == 2
+    assert result.err == (
         f"{workdir / 'gone' / 'summary.md'}: cannot append summary.md to $GITHUB_STEP_SUMMARY: "
         "no such file or directory; unset it outside GitHub Actions\n")
     assert (workdir / "reports" / CAMPAIGN / "summary.md").is_file()  # the reports themselves are written
@@ -148,7 +143,7 @@ def _spend_on_a_shot_then_drop_it(tmp_path: Path) -> Path:
 def test_plan_report_counts_spending_on_dropped_shots_like_the_budget_check(tmp_path: Path) -> None:
     _spend_on_a_shot_then_drop_it(tmp_path)
     result = cli(tmp_path, "plan", "tiny.yaml", "--report")
-    assert result.returncode == 3  # $0.28 spent + $0.28 to render is over $0.50
+    assert result.code == 3  # $0.28 spent + $0.28 to render is over $0.50
     summary = (tmp_path / "reports" / "tiny" / "summary.md").read_text(encoding="utf-8")
     assert "$0.28 spent + $0.28 to render = $0.56 of $0.50 budget (**OVER budget**)" in summary
 
@@ -156,7 +151,7 @@ def test_plan_report_counts_spending_on_dropped_shots_like_the_budget_check(tmp_
 def test_run_report_counts_spending_on_dropped_shots(tmp_path: Path) -> None:
     _spend_on_a_shot_then_drop_it(tmp_path)
     result = cli(tmp_path, "run", "tiny.yaml", "--simulate", "--max-usd", "1")
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.err
     totals = json.loads((tmp_path / "reports" / "tiny" / "report.json").read_text(encoding="utf-8"))["totals"]
     assert (totals["usd_spent"], totals["superseded_jobs"], totals["superseded_usd"]) == (0.56, 1, 0.28)
 
@@ -164,5 +159,5 @@ def test_run_report_counts_spending_on_dropped_shots(tmp_path: Path) -> None:
 def test_a_dotenv_that_is_not_utf8_is_one_line_and_exit_2(workdir: Path) -> None:
     (workdir / ".env").write_bytes(b"APIDOT_API_KEY=\xff\xfe\n")
     result = cli(workdir, "report", "manifests/ad-localization.yaml")
-    assert result.returncode == 2
-    assert result.stderr == ".env: cannot read APIDOT_API_KEY from it: it is not UTF-8 text; fix or remove the file\n"
+    assert result.code == 2
+    assert result.err == ".env: cannot read it: it is not UTF-8 text; fix or remove the file\n"

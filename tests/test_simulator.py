@@ -495,7 +495,7 @@ def test_stats_count_submits_per_job_key_and_status_calls() -> None:
 
 
 def test_bad_knobs_are_usage_errors() -> None:
-    with pytest.raises(UsageError, match="request fault rates add up to 1.2; they must add up to at most 1"):
+    with pytest.raises(UsageError, match=r"request fault rates add up to 1\.2; they must add up to at most 1"):
         Faults(drop=0.6, slow=0.6)
     with pytest.raises(UsageError, match="time_scale must be above 0"):
         SimulatorConfig(time_scale=0)

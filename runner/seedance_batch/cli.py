@@ -1,10 +1,11 @@
 """The command line: parse, call the pipeline stages, print, exit.
 
-No logic lives here beyond wiring. Every :class:`~seedance_batch.errors.SeedanceError`
-becomes one line per problem on stderr and its documented exit code, in
-:func:`main`; anything else is a bug and keeps its traceback. The run's heavy
-imports (httpx, anyio, the simulator's ASGI stack) are made only by the
-commands that need them, so ``validate`` and ``plan`` start fast.
+No logic lives here beyond wiring: the pipeline (:mod:`.pipeline`) does the work.
+Every :class:`~seedance_batch.errors.SeedanceError` becomes one line per problem on
+stderr and its exit code (:func:`~seedance_batch.errors.exit_code`), in :func:`main`;
+anything else is a bug and keeps its traceback. The run's heavy imports (httpx,
+anyio, the simulator's ASGI stack) are made only by the commands that need them, so
+``validate`` and ``plan`` start fast. The application's logging is set here, at the edge.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
 from . import __version__, display
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BudgetExceeded, Interrupted, SeedanceError
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SeedanceError, exit_code
 from .models import load_catalog
 from .pipeline import load_plan, view_campaign
 from .plan import check_budget, write_plan_json
@@ -44,7 +45,13 @@ def cli() -> None:
     """
 
 
-class _Usd(click.ParamType):
+if TYPE_CHECKING:  # generic from click 8.2 on; a plain class before (and at run time here)
+    _AmountType = click.ParamType[Decimal]
+else:
+    _AmountType = click.ParamType
+
+
+class _Usd(_AmountType):
     """An amount of US dollars, as an exact Decimal, from 0 to :attr:`MAX`."""
 
     name = "usd"
@@ -123,7 +130,7 @@ def plan(manifest: Path, as_json: bool, write_report: bool, state: str | None, *
     """
     view = view_campaign(manifest, state, **flags)
     if as_json:
-        stdout = click.get_binary_stream("stdout")
+        stdout = sys.stdout.buffer  # JSON bytes as written (click.get_binary_stream is deprecated)
         write_plan_json(view.plan, stdout)
         stdout.flush()
     else:
@@ -239,6 +246,7 @@ def run(manifest: Path, simulate: bool, yes: bool, retry_failed: bool, resubmit_
     from . import pipeline
     from .run.progress import choose_progress
 
+    _quiet_retries()
     options = pipeline.RunOptions(
         manifest=manifest, state=state, prices=prices, simulate=simulate, yes=yes, retry_failed=retry_failed,
         resubmit_unknown=resubmit_unknown, max_usd=max_usd, report_dir=report_dir, time_scale=time_scale,
@@ -254,14 +262,22 @@ def run(manifest: Path, simulate: bool, yes: bool, retry_failed: bool, resubmit_
                f"spent ${Decimal(result.stats['spent_usd']):.2f} in total")
     if outcome.reports is not None:
         click.echo(f"reports: {one_line(str(outcome.reports.folder))}")
-    if result.interrupted:
-        raise Interrupted("interrupted: the ledger is saved; run the same command again to resume")
-    if result.error is not None:
-        raise result.error
-    if result.stopped_by_budget:
-        raise BudgetExceeded("stopped before the budget was crossed; jobs left unsubmitted",
-                             hint="raise budget.max_usd or --max-usd, then run again")
-    return result.exit_code
+    ending = result.ending()
+    if ending is not None:
+        raise ending
+    return EXIT_OK
+
+
+def _quiet_retries() -> None:
+    """The application's choice for stamina's retry instrumentation: none.
+
+    Every retry is already recorded in the ledger and shown on the progress lines;
+    stamina's own hooks (a logging warning, or structlog and Prometheus when installed)
+    would print a second, unscrubbed account of them.
+    """
+    import stamina.instrumentation
+
+    stamina.instrumentation.set_on_retry_hooks([])
 
 
 def _confirm_spend(plan: Any, threshold: Decimal) -> bool:
@@ -291,7 +307,7 @@ def status(manifest: Path, as_json: bool, state: str | None, prices: str | None)
         totals[row["state"]] = totals.get(row["state"], 0) + 1
     if as_json:
         click.echo(display.inert_json({  # C1 and bidi escaped too, as JSON escapes
-            "campaign": view.plan.campaign, "ledger": str(view.ledger_path), "jobs": rows, "totals": totals,
+            "campaign": view.plan.campaign, "ledger": view.ledger_path, "jobs": rows, "totals": totals,
             "spent_usd": str(view.plan.spent_usd),
         }))
         return EXIT_OK
@@ -339,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = [one_line(line) for line in error.lines()]
         for line in lines:
             click.echo(line if error.location or len(lines) > 1 else f"error: {line}", err=True)
-        return error.exit_code
+        return exit_code(error)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         return EXIT_INTERRUPTED

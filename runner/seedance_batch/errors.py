@@ -6,6 +6,10 @@ manifest, or the job label) and what would be right, and knows its exit code.
 The CLI turns any of them into one line per problem in one place
 (``cli.main``); anything else is a bug and keeps its traceback.
 
+This is also the one place exit codes are decided: each error type carries its
+code, :func:`run_ending` says which error a run that ended a given way is reported
+with, and :func:`exit_code` turns that into the process's code (0: no error).
+
 Hierarchy::
 
     SeedanceError                    exit 2 unless said otherwise
@@ -14,7 +18,11 @@ Hierarchy::
     +-- ManifestErrors               several independent ManifestErrors at once
     +-- PriceFileError               a bad model/price data file (--prices)
     +-- LedgerError                  the ledger cannot be opened or is from the future
+    |   +-- LedgerFailed             exit 5: the ledger failed while a run was rendering
+    |   +-- TransitionRefused        a write the ledger's state machine refuses (defined in
+    |                                ledger/transitions.py, beside the table it enforces)
     +-- BudgetExceeded               exit 3: the plan costs more than the budget
+    +-- JobsNotDone                  exit 1: the run ended with jobs not done (says nothing more)
     +-- ApiError                     an answer (or no answer) from APIDot
     |   +-- InvalidRequest           400: never retried unchanged
     |   +-- AccountError             exit 4: the account cannot proceed
@@ -32,21 +40,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "EXIT_ACCOUNT",
+    "EXIT_BUDGET",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_LEDGER",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "AccountError",
     "AmbiguousSubmit",
     "ApiError",
     "AuthenticationError",
     "BudgetExceeded",
-    "EXIT_ACCOUNT",
-    "EXIT_BUDGET",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_USAGE",
     "InsufficientCredits",
     "Interrupted",
     "InvalidRequest",
+    "JobsNotDone",
     "LedgerError",
+    "LedgerFailed",
     "Location",
     "ManifestError",
     "ManifestErrors",
@@ -56,6 +67,8 @@ __all__ = [
     "SeedanceError",
     "TransientError",
     "UsageError",
+    "exit_code",
+    "run_ending",
 ]
 
 # Exit codes, the same for every command (design.md).
@@ -64,6 +77,12 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BUDGET = 3
 EXIT_ACCOUNT = 4
+# The ledger failed mid-run (a full disk; next, a database connection that dropped): the
+# run stopped at once. Not 2 (which says nothing was submitted: here some jobs were) and
+# not 1 (which says the run ended and its reports name the jobs not done: here it did
+# not end, and no report was written). Everything committed before stays; fix the
+# ledger and run the same command again to resume.
+EXIT_LEDGER = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -201,6 +220,23 @@ class LedgerError(SeedanceError):
     """The ledger cannot be opened, is locked, or was written by a newer version."""
 
 
+class LedgerFailed(LedgerError):
+    """The ledger failed while a run was rendering: the run stopped at once (exit 5).
+
+    Same words as the :class:`LedgerError` it stands for; only the exit code differs,
+    since some jobs may have been submitted (see :data:`EXIT_LEDGER`).
+    """
+
+    exit_code = EXIT_LEDGER
+
+    @classmethod
+    def mid_run(cls, error: LedgerError) -> LedgerFailed:
+        """``error``, raised while the run rendered, as the error that ends the run."""
+        if isinstance(error, LedgerFailed):
+            return error
+        return cls(error.message, location=error.location, hint=error.hint)
+
+
 class BudgetExceeded(SeedanceError):
     """The jobs this run would submit cost more than the budget allows."""
 
@@ -211,6 +247,22 @@ class Interrupted(SeedanceError):
     """The user interrupted the run; the ledger is consistent and the run resumable."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class JobsNotDone(SeedanceError):
+    """The run ended with jobs not done (failed, unknown, timed out, not submitted): exit 1.
+
+    Prints nothing: the run's summary line and its reports already say which.
+    """
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} job(s) not done")
+        self.count = count
+
+    def lines(self) -> list[str]:
+        return []
 
 
 class ApiError(SeedanceError):
@@ -287,3 +339,25 @@ class AmbiguousSubmit(ApiError):
     """
 
     error_class = "ambiguous_submit"
+
+
+def run_ending(*, interrupted: bool, stopped_by: SeedanceError | None, stopped_by_budget: bool,
+               not_done: int) -> SeedanceError | None:
+    """The error a run that ended this way is reported with (its exit code with it); None: exit 0.
+
+    The first that applies wins: interrupted (130), what stopped the submits, an account
+    error (4), the budget (3), jobs not done (1). ``not_done``: jobs of the plan not done.
+    """
+    if interrupted:
+        return Interrupted("interrupted: the ledger is saved; run the same command again to resume")
+    if stopped_by is not None:
+        return stopped_by
+    if stopped_by_budget:
+        return BudgetExceeded("stopped before the budget was crossed; jobs left unsubmitted",
+                              hint="raise budget.max_usd or --max-usd, then run again")
+    return JobsNotDone(not_done) if not_done else None
+
+
+def exit_code(error: SeedanceError | None) -> int:
+    """The exit code of a command that ended with ``error`` (None: everything asked for succeeded)."""
+    return EXIT_OK if error is None else error.exit_code

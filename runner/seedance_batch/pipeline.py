@@ -3,18 +3,24 @@
 The stages are pure functions of plain data; this module composes them, in order,
 with the I/O around them: reading the manifest and the price file, the ledger (read
 only for :func:`view_campaign`; run lock and crash recovery for :func:`run_manifest`),
-the API credentials (``APIDOT_API_KEY`` from the environment or ``.env``; never the
-manifest), the in-process simulator for ``--simulate``, and the reports. The CLI
-parses, calls one of these, and prints.
+the API credentials (:mod:`.environment`; never the manifest), the in-process
+simulator for ``--simulate``, the webhook receiver, the run's signals (Ctrl-C once:
+no new submits; twice, or SIGTERM: leave now), and the reports. The CLI parses,
+calls one of these, and prints.
+
+A ledger that fails while the run renders (a full disk; next, a dropped database
+connection) ends the run with :class:`~.errors.LedgerFailed` (exit 5): some jobs
+may be submitted, so it is not the "nothing was submitted" of a ledger that cannot
+be opened (exit 2).
 """
 
 from __future__ import annotations
 
 import gc
-import io
-import os
+import signal
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -22,23 +28,23 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import Interrupted, Location, UsageError
+from .environment import credentials
+from .errors import Interrupted, LedgerError, LedgerFailed, Location, SeedanceError, UsageError
 from .expand import expand
-from .ledger import JobRecord, Ledger, default_path, open_ledger
+from .ledger import JobRecord, Ledger, ledger_location, open_ledger
 from .manifest import Manifest, load_manifest
 from .models import load_catalog, price_jobs
 from .plan import Plan, check_budget, make_plan
 
 if TYPE_CHECKING:  # the run's stack (httpx, anyio, starlette) is imported only by run_manifest
     from .report import ReportPaths
-    from .run.engine import RunResult, RunSettings
     from .run.progress import Progress
+    from .run.settings import RunResult, RunSettings
+    from .run.stops import Stops
     from .webhooks import EventRelay
 
-__all__ = ["LedgerView", "RunOptions", "RunOutcome", "credentials", "load_plan", "run_manifest", "view_campaign"]
+__all__ = ["LedgerView", "RunOptions", "RunOutcome", "load_plan", "run_manifest", "view_campaign"]
 
-KEY_ENV = "APIDOT_API_KEY"
-URL_ENV = "APIDOT_BASE_URL"
 SIM_KEY = "sk-sim-local"
 # --simulate runs the campaign 50x faster: render times, rate limits, timeouts and
 # polling are all scaled together, so the run behaves as it would against APIDot.
@@ -76,84 +82,114 @@ class RunOutcome:
     reports: ReportPaths | None = None
 
 
-def credentials(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> tuple[str, str]:
-    """(base URL, API key) from the environment, else a ``.env`` file in the working directory."""
-    from .run.client import DEFAULT_BASE_URL, check_credentials
-
-    environ = os.environ if environ is None else environ
-    from_file = _read_dotenv((cwd or Path.cwd()) / ".env")
-    key = environ.get(KEY_ENV) or from_file.get(KEY_ENV)
-    if not key:
-        raise UsageError(f"{KEY_ENV} is not set",
-                         hint=f"export {KEY_ENV}=... or put it in a .env file here; or try --simulate (free, local)")
-    base_url = environ.get(URL_ENV) or from_file.get(URL_ENV) or DEFAULT_BASE_URL
-    check_credentials(base_url, key)
-    return base_url, key
-
-
-def _read_dotenv(path: Path) -> dict[str, str]:
-    """The non-empty values of a ``.env`` file ({} when there is none).
-
-    A line python-dotenv cannot parse is an error naming it (dotenv itself would log a
-    warning without the file name and go on, so a mistyped key line read as "not set").
-    """
-    if not path.is_file():
-        return {}
-    from dotenv import dotenv_values
-    from dotenv.parser import parse_stream
-
-    where = Location(file=path.name)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
-        raise UsageError(f"cannot read it: {why}", location=where, hint="fix or remove the file") from None
-    for binding in parse_stream(io.StringIO(text)):
-        if binding.error:
-            # a statement's text starts with the blank lines before it: count past them
-            source = binding.original.string
-            line = binding.original.line + source[:len(source) - len(source.lstrip())].count("\n")
-            raise UsageError("cannot parse this line (expected NAME=value)",
-                             location=replace(where, line=line), hint="fix or remove it")
-    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v}
-
-
 def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool] | None,
                  progress: Progress) -> RunOutcome:
     """Plan, confirm, render, download and report one manifest."""
-    import anyio
-
-    from .run.engine import RunSettings
-    from .webhooks import EventRelay
-
     api = None if options.simulate else credentials()  # a missing key fails before anything else
     _split_listen(options.listen)  # so does a bad --listen
-    with open_ledger(default_path(options.state)) as ledger:
+    with open_ledger(ledger_location(options.state)) as ledger:
         ledger.acquire_run_lock()
         recovered = ledger.recover()
-        manifest, plan = load_plan(options.manifest, ledger, prices=options.prices, max_usd=options.max_usd,
-                                   retry_failed=options.retry_failed, resubmit_unknown=options.resubmit_unknown)
-        check_budget(plan)
-        settings = RunSettings.build(manifest.run, options.overrides, output_dir=Path(manifest.output_dir),
-                                     time_scale=_time_scale(options))
-        if plan.to_submit or any(p.record is not None and p.record.state.in_flight for p in plan.jobs):
-            _check_writable(settings.output_dir, "videos", location=manifest.locate(("output", "dir")),
-                            hint="make the folder writable or point output.dir elsewhere")
-            _check_targets(plan, settings.output_dir)
-        _check_writable(_report_dir(plan, options), "reports", location=None,
-                        hint="make it writable or pass another --report-dir")
-        threshold = settings.confirm_above_usd if settings.confirm_above_usd is not None else DEFAULT_CONFIRM_USD
-        if not (options.simulate or options.yes) and plan.usd > threshold and confirm is not None:
-            if not confirm(plan, threshold):
-                raise Interrupted("not confirmed; nothing was submitted")
+        manifest, plan, settings = _prepare(options, ledger)
+        _confirm(plan, settings, options, confirm)
         started = datetime.now(timezone.utc)
-        relay = EventRelay()
-        with _service(api, options) as (base_url, key), _receiver(ledger, settings, options, relay, plan.campaign) as settings:
-            result = anyio.run(_execute, plan, settings, base_url, key, ledger, progress, relay)
-        # Every row of the campaign, not just this plan's: spending on jobs no longer in the
-        # manifest counts against the budget, in the report as in the plan.
-        reports = _write_reports(plan, ledger.records(plan.campaign), manifest, options, settings, started, key)
+        try:
+            result = _render(plan, settings, api, options, ledger, progress)
+            # Every row of the campaign, not just this plan's: spending on jobs no longer in the
+            # manifest counts against the budget, in the report as in the plan.
+            records = ledger.records(plan.campaign)
+        except LedgerError as exc:
+            raise LedgerFailed.mid_run(exc) from None
+        key = api[1] if api is not None else SIM_KEY
+        reports = _write_reports(plan, records, manifest, options, settings, started, key)
     return RunOutcome(plan, result, recovered, reports)
+
+
+def _prepare(options: RunOptions, ledger: Ledger) -> tuple[Manifest, Plan, RunSettings]:
+    """The plan and the run's settings, refused before anything is paid for when they cannot work."""
+    from .run.settings import RunSettings
+
+    manifest, plan = load_plan(options.manifest, ledger, prices=options.prices, max_usd=options.max_usd,
+                               retry_failed=options.retry_failed, resubmit_unknown=options.resubmit_unknown)
+    check_budget(plan)
+    settings = RunSettings.build(manifest.run, options.overrides, output_dir=Path(manifest.output_dir),
+                                 time_scale=_time_scale(options))
+    if plan.to_submit or any(p.record is not None and p.record.state.in_flight for p in plan.jobs):
+        _check_writable(settings.output_dir, "videos", location=manifest.locate(("output", "dir")),
+                        hint="make the folder writable or point output.dir elsewhere")
+        _check_targets(plan, settings.output_dir)
+    _check_writable(_report_dir(plan, options), "reports", location=None,
+                    hint="make it writable or pass another --report-dir")
+    return manifest, plan, settings
+
+
+def _confirm(plan: Plan, settings: RunSettings, options: RunOptions,
+             confirm: Callable[[Plan, Decimal], bool] | None) -> None:
+    """Ask before spending above ``run.confirm_above_usd`` (default $10), unless told not to."""
+    threshold = settings.confirm_above_usd if settings.confirm_above_usd is not None else DEFAULT_CONFIRM_USD
+    if options.simulate or options.yes or plan.usd <= threshold or confirm is None:
+        return
+    if not confirm(plan, threshold):
+        raise Interrupted("not confirmed; nothing was submitted")
+
+
+def _render(plan: Plan, settings: RunSettings, api: tuple[str, str] | None, options: RunOptions,
+            ledger: Ledger, progress: Progress) -> RunResult:
+    """The run itself, against APIDot or the simulator, with the receiver when callbacks are asked for."""
+    import anyio
+
+    from .webhooks import EventRelay
+
+    relay = EventRelay()
+    with _service(api, options) as (base_url, key), \
+            _receiver(ledger, settings, options, relay, plan.campaign) as settings:
+        return anyio.run(_execute, plan, settings, base_url, key, ledger, progress, relay)
+
+
+async def _execute(plan: Plan, settings: RunSettings, base_url: str, key: str, ledger: Ledger,
+                   progress: Progress, relay: EventRelay) -> RunResult:
+    from .run.client import ApiClient
+    from .run.engine import execute
+    from .run.stops import Stops
+
+    stops = Stops(progress, give_up_after=settings.give_up_after)
+    async with ApiClient(base_url, key) as client:
+        return await _with_signals(stops, lambda: execute(plan, settings, client=client, ledger=ledger,
+                                                          progress=progress, events=relay, stops=stops))
+
+
+async def _with_signals(stops: Stops, work: Callable[[], Awaitable[RunResult]]) -> RunResult:
+    """``work()``, with Ctrl-C and SIGTERM turned into stops while it lasts (signals reach the main thread only)."""
+    import anyio
+
+    if threading.current_thread() is not threading.main_thread():
+        return await work()
+    done: list[RunResult] = []
+    failed: list[SeedanceError] = []
+    async with anyio.create_task_group() as watcher:
+        watcher.start_soon(_watch_signals, stops)
+        try:
+            done.append(await work())
+        except SeedanceError as exc:
+            failed.append(exc)  # raised as itself below: out of the task group it would come in a group
+        finally:
+            watcher.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
+    return done[0]
+
+
+async def _watch_signals(stops: Stops) -> None:
+    """Ctrl-C once: no new submits, what is in flight is tracked; again, or SIGTERM: leave now."""
+    import anyio
+
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if signum == signal.SIGINT and not stops.interrupted:
+                stops.interrupt()
+                continue
+            stops.leave()
+            return
 
 
 def _check_writable(folder: Path, what: str, *, location: Location | None, hint: str) -> None:
@@ -200,15 +236,6 @@ def _time_scale(options: RunOptions) -> float:
             raise UsageError(f"--time-scale must be above 0, got {options.time_scale!r}")
         return options.time_scale
     return SIM_TIME_SCALE if options.simulate else 1.0
-
-
-async def _execute(plan: Plan, settings: RunSettings, base_url: str, key: str, ledger: Ledger,
-                   progress: Progress, relay: EventRelay) -> RunResult:
-    from .run.client import ApiClient
-    from .run.engine import execute
-
-    async with ApiClient(base_url, key) as client:
-        return await execute(plan, settings, client=client, ledger=ledger, progress=progress, events=relay)
 
 
 @contextmanager
@@ -305,7 +332,7 @@ class LedgerView:
     manifest: Manifest
     plan: Plan
     records: tuple[JobRecord, ...]  # every ledger row of the campaign, oldest first
-    ledger_path: Path
+    ledger_path: str  # where the ledger is, as the user named it (a path, or a URL)
 
 
 def view_campaign(manifest_path: Path, state: str | None, **flags: Any) -> LedgerView:
@@ -316,7 +343,7 @@ def view_campaign(manifest_path: Path, state: str | None, **flags: Any) -> Ledge
     run lock, may decide it crashed. A missing or empty ledger is read as empty and
     not created; a file that is not a ledger is refused, untouched.
     """
-    path = default_path(state)
+    path = ledger_location(state)
     ledger = open_ledger(path, read_only=True)
     if ledger is None:
         manifest, plan = load_plan(manifest_path, None, **flags)

@@ -247,10 +247,10 @@ def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while not server.started:
         if not thread.is_alive():
-            raise RuntimeError("the simulator stopped while starting; see the log above")
+            raise RuntimeError("the server stopped while starting; see the log above")
         if time.monotonic() > deadline:
             server.should_exit = True
-            raise RuntimeError(f"the simulator did not start within {START_TIMEOUT:g} s")
+            raise RuntimeError(f"the server did not start within {START_TIMEOUT:g} s")
         time.sleep(0.01)
 
 

@@ -3,12 +3,14 @@
 A small Starlette app, served by uvicorn in a thread while a run lasts:
 
 - accepts both shapes seen in the wild, ``{"data": {task_id, status, files}}`` and the
-  same fields flat; ``files`` items may be ``{"file_url": ...}`` objects or plain URLs;
+  same fields flat; ``files`` items may be ``{"file_url": ...}`` objects or plain URLs
+  (read by :func:`~seedance_batch.run.answers.webhook_event`, the reader of status
+  answers too);
 - accepts only task ids this run's campaign submitted (404 otherwise: nobody else's
   events get in, not even another campaign's in the same ledger), answers 400 with what
   is wrong on a bad body;
 - writes the event to the ledger (a ``webhook`` audit event holding the status word,
-  scrubbed and cut to :data:`MAX_STATUS_CHARS`, and the number of files, never the body)
+  scrubbed and cut to ``MAX_STATUS_WORD``, and the number of files, never the body)
   *before* answering 2xx, so an acknowledged event is never lost;
 - is idempotent: an event changes no job's state by itself, so a duplicate, a late or a
   forged event appends an audit line and nothing else (at most
@@ -23,18 +25,21 @@ A small Starlette app, served by uvicorn in a thread while a run lasts:
 Strangers can reach it (the callback URL is public), so it is bounded (:class:`ReceiverLimits`):
 a body over 64 KiB is a 413 (Content-Length checked first, the stream counted as it
 comes), a body slower than :data:`BODY_SECONDS` a 408, connections are capped and a
-request head must arrive in time (``simulator.server.ConnectionLimits``), and nothing is
-printed per request or connection.
+request head must arrive in time (:class:`~seedance_batch.serving.ConnectionLimits`), and
+nothing is printed per request or connection.
+
+The receiver runs on its own event loop (uvicorn's thread). Its ledger calls go
+through :class:`~seedance_batch.ledger.AsyncLedger` and the hand-over to the run
+through a worker thread, so neither a slow ledger nor a busy run stalls that loop
+(its deadlines, other requests).
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -44,19 +49,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .ledger import Ledger
-from .safetext import service_text
+from .ledger import AsyncLedger, Ledger
+from .run.answers import BadEvent, WebhookEvent, webhook_event
 
-__all__ = [
-    "EventRelay", "ReceiverLimits", "WebhookEvent", "create_receiver", "parse_event", "record_event", "run_receiver",
-]
+__all__ = ["EventRelay", "ReceiverLimits", "WebhookEvent", "create_receiver", "record_event", "run_receiver"]
 
 # An event is a few hundred bytes (a task id, a status word, a file URL or two): 64 KiB
 # leaves room for long signed URLs and is still nothing to hold in memory.
 MAX_BODY_BYTES = 64 * 1024
-# The status words are one short word ("finished", "not_started"); anything longer is
-# kept cut, as a hint of what came.
-MAX_STATUS_CHARS = 40
 # Events stored (and relayed to the engine) per task while one receiver serves. APIDot sends
 # one per terminal state, plus duplicates and a manual "retry callback"; past 20 the audit
 # trail would only be recording a flood (each line is small, but their number is not).
@@ -77,49 +77,7 @@ ANSWER_SECONDS = 15.0
 KEEP_ALIVE_SECONDS = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookEvent:
-    """One delivery, normalised."""
-
-    task_id: str
-    status: str
-    file_urls: tuple[str, ...] = ()
-
-
-class BadEvent(ValueError):
-    """The body is not a task event."""
-
-
-def parse_event(body: Any) -> WebhookEvent:
-    """A :class:`WebhookEvent` from either documented shape; :class:`BadEvent` says what is wrong.
-
-    The status is scrubbed and cut to :data:`MAX_STATUS_CHARS` here, so no caller
-    stores or shows more of it.
-    """
-    if not isinstance(body, Mapping):
-        raise BadEvent("the body must be a JSON object")
-    inner = body.get("data")
-    data: Mapping[str, Any] = inner if isinstance(inner, Mapping) else body
-    task_id, status = data.get("task_id"), data.get("status")
-    if not isinstance(task_id, str) or not task_id:
-        raise BadEvent("task_id is missing (expected {\"data\": {\"task_id\", \"status\", \"files\"}} or the same flat)")
-    if not isinstance(status, str) or not status:
-        raise BadEvent("status is missing")
-    status = service_text(status, limit=MAX_STATUS_CHARS)
-    files = data.get("files") or []
-    output = data.get("output")
-    if isinstance(output, Mapping):
-        files = output.get("files") or files
-    if not isinstance(files, list):
-        raise BadEvent("files must be a list")
-    found = [f.get("file_url") if isinstance(f, Mapping) else f for f in files]
-    urls = tuple(u for u in found if isinstance(u, str) and u)
-    if len(urls) != len(found):
-        raise BadEvent("each file must be a URL or an object with file_url")
-    return WebhookEvent(task_id, status, urls)
-
-
-def record_event(ledger: Ledger, event: WebhookEvent, campaign: str) -> bool:
+async def record_event(ledger: AsyncLedger, event: WebhookEvent, campaign: str) -> bool:
     """Persist one delivery as an audit line; False when the task id is not one of ours.
 
     ``campaign``: only its task ids are ours (a ledger may hold several). The job's row
@@ -128,10 +86,10 @@ def record_event(ledger: Ledger, event: WebhookEvent, campaign: str) -> bool:
     video), a "failed" never fails a job (it would cost a resubmit), and a "running"
     never moves a job back (a timed-out job would be reported as still in flight).
     """
-    rec = ledger.by_task_id(event.task_id)
+    rec = await ledger.by_task_id(event.task_id)
     if rec is None or rec.campaign != campaign:
         return False
-    ledger.note(rec.campaign, rec.key, "webhook", {"status": event.status, "files": len(event.file_urls)})
+    await ledger.note(rec.campaign, rec.key, "webhook", {"status": event.status, "files": len(event.file_urls)})
     return True
 
 
@@ -197,29 +155,30 @@ def _decode(body: bytes) -> WebhookEvent:
         raise BadEvent("the body nests too deeply to be an event") from None
     except ValueError:  # not JSON, not UTF-8, or a number with too many digits
         raise BadEvent("the body is not JSON") from None
-    return parse_event(payload)
+    return webhook_event(payload)
 
 
 class _Deliveries:
-    """Stores and relays events: at most :data:`MAX_EVENTS_PER_TASK` per task. Called on worker threads."""
+    """Stores and relays events: at most :data:`MAX_EVENTS_PER_TASK` per task. Runs on the receiver's loop."""
 
     def __init__(self, ledger: Ledger, on_event: Callable[[WebhookEvent], None] | None, campaign: str) -> None:
-        self._ledger, self._on_event, self._campaign = ledger, on_event, campaign
+        self._sync, self._on_event, self._campaign = ledger, on_event, campaign
+        self._ledger: AsyncLedger | None = None
         self._stored: dict[str, int] = {}  # only task ids found to be ours: bounded by the ledger
-        self._lock = threading.Lock()
 
-    def __call__(self, event: WebhookEvent) -> bool:
+    async def __call__(self, event: WebhookEvent) -> bool:
         """True when the task is ours (the event stored and relayed, or its task past its quota)."""
-        with self._lock:
-            if self._stored.get(event.task_id, 0) >= MAX_EVENTS_PER_TASK:
-                return True  # ours (nothing else is counted); the trail and the engine have heard enough
-        if not record_event(self._ledger, event, self._campaign):
+        if self._stored.get(event.task_id, 0) >= MAX_EVENTS_PER_TASK:
+            return True  # ours (nothing else is counted); the trail and the engine have heard enough
+        if self._ledger is None:
+            self._ledger = AsyncLedger(self._sync)  # made on the loop that serves: the one it is used on
+        if not await record_event(self._ledger, event, self._campaign):
             return False
-        with self._lock:
-            self._stored[event.task_id] = self._stored.get(event.task_id, 0) + 1
+        self._stored[event.task_id] = self._stored.get(event.task_id, 0) + 1
         if self._on_event is not None:
             with suppress(Exception):  # the event is persisted; polling still finds the task
-                self._on_event(event)
+                # a worker thread: the relay waits for the run's own loop, which must not stall this one
+                await anyio.to_thread.run_sync(self._on_event, event)
         return True
 
 
@@ -246,9 +205,7 @@ def create_receiver(ledger: Ledger, on_event: Callable[[WebhookEvent], None] | N
         except BadEvent as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
         try:
-            # a worker thread: the ledger may wait for its lock, and the engine's loop for
-            # its turn, without stalling this server's loop (its deadlines, other requests)
-            known = await anyio.to_thread.run_sync(deliver, event)
+            known = await deliver(event)
         except Exception:  # the ledger cannot be written: not stored, so not 2xx
             return JSONResponse({"ok": False, "error": "the event could not be stored"}, status_code=503)
         if not known:

@@ -1,5 +1,11 @@
 """Downloading a finished video: streamed to a temp file, verified, renamed into place.
 
+:class:`Downloader` is the run's side: a download at a time per slot, within
+``run.timeout``, a fresh file URL asked for when one expired, and what could not be
+done recorded. A paid render whose video cannot be saved now (its target is or became
+unsafe, what arrived is not the video, ``run.timeout`` passed, the disk is full) stays
+``finished``, never ``failed``: a later run downloads it without paying again.
+
 No half file ever sits under the final name: bytes go to a hidden temp file
 (``.<name>.part``) in the target folder (same file system, so the final ``os.replace`` is atomic),
 the size is checked against ``Content-Length``, the sha256 is computed on the
@@ -10,8 +16,8 @@ What arrives is not trusted (the service, or whoever answers for it, may be host
 
 * the body is bounded *while it streams* (``max_bytes``, from the model's data: see
   :func:`seedance_batch.models.max_video_bytes`); an endless body stops there;
-* a ``Content-Encoding`` (gzip, deflate) is undone here, with the bound applied to
-  what it inflates to, so a gzip bomb costs ``max_bytes`` at most (``Content-Length``
+* a ``Content-Encoding`` (gzip, deflate) is undone (:mod:`.bodies`), with the bound applied
+  to what it inflates to, so a gzip bomb costs ``max_bytes`` at most (``Content-Length``
   counts the encoded bytes, and is checked against those);
 * what arrived must look like an MP4 (an ``ftyp`` box at bytes 4..8), else it is a
   :class:`BadVideo`: an HTML error page is never saved as the ``.mp4``;
@@ -19,8 +25,6 @@ What arrives is not trusted (the service, or whoever answers for it, may be host
   the folder is opened without following a symbolic link and checked again, and the
   temp file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` in it, so a link planted
   at ``.<name>.part`` (or a folder swapped for one) is never written through.
-
-The deadline of a whole download belongs to the engine (``run.timeout``).
 """
 
 from __future__ import annotations
@@ -28,9 +32,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,29 +41,17 @@ import anyio
 import httpx
 
 from ..errors import TransientError, UsageError
+from ..models import max_video_bytes
+from .bodies import CHUNK, BodyError, BodyTooLarge, Inflater
+from .context import RunContext
+from .retry import Backoff, retrying, without
+from .tracking import Tracked, Tracker
 
-__all__ = [
-    "BadVideo",
-    "BodyError",
-    "BodyTooLarge",
-    "Downloaded",
-    "Inflater",
-    "UrlExpired",
-    "download",
-    "read_bounded",
-    "safe_target",
-]
+__all__ = ["BadVideo", "Downloaded", "Downloader", "UrlExpired", "download", "safe_target"]
 
-CHUNK = 1 << 16
-# The most decoded bytes produced from one network chunk at a time: deflate inflates up
-# to ~1000x, so a 64 KiB chunk of a gzip bomb could otherwise be 64 MiB in memory at once.
-PIECE = 1 << 20
 # An MP4 file starts with its ``ftyp`` box: 4 bytes of size, then the type.
 MP4_MAGIC = b"ftyp"
 MAGIC_END = 8
-# Encodings undone here; anything else cannot be checked, so it is refused (we ask for identity).
-_GZIP = ("gzip", "x-gzip")
-_DEFLATE = ("deflate",)
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -81,14 +72,6 @@ class BadVideo(TransientError):
     error_class = "bad_video"
 
 
-class BodyError(ValueError):
-    """A body past its bound, or whose Content-Encoding cannot be undone."""
-
-
-class BodyTooLarge(BodyError):
-    """A body past its bound."""
-
-
 @dataclass(frozen=True, slots=True)
 class Downloaded:
     """A file safely in place."""
@@ -98,98 +81,84 @@ class Downloaded:
     sha256: str
 
 
-class Inflater:
-    """Undoes a ``Content-Encoding`` chunk by chunk, never producing more than ``limit`` bytes.
+class Downloader:
+    """Downloads finished jobs' videos for a run, ``download_concurrency`` at a time."""
 
-    Raises :class:`BodyError` past ``limit``, on an unknown encoding, on a corrupt or
-    truncated compressed stream.
-    """
+    def __init__(self, run: RunContext, tracker: Tracker) -> None:
+        self._run = run
+        self._tracker = tracker
+        self._limiter = anyio.CapacityLimiter(run.settings.download_concurrency)
 
-    def __init__(self, content_encoding: str | None, limit: int) -> None:
-        codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
-        codings = [c for c in codings if c and c != "identity"]
-        if len(codings) > 1 or (codings and codings[0] not in _GZIP + _DEFLATE):
-            raise BodyError(f"a Content-Encoding that cannot be undone here ({', '.join(codings)[:60]!r})")
-        self._coding = codings[0] if codings else None
-        self._limit = limit
-        self._made = 0
-        self._z = self._new()
-        self._first = True
-
-    def _new(self) -> zlib._Decompress | None:
-        if self._coding in _GZIP:
-            return zlib.decompressobj(16 + zlib.MAX_WBITS)
-        return zlib.decompressobj() if self._coding else None
-
-    def feed(self, raw: bytes) -> Iterator[bytes]:
-        """The decoded bytes ``raw`` stands for, in pieces of at most :data:`PIECE`."""
-        if self._z is None:
-            yield from self._count(raw)
-            return
+    async def fetch(self, item: Tracked) -> None:
+        """Download a finished job's video (its slot is free afterwards, whatever happened)."""
+        run = self._run
         try:
-            yield from self._inflate(raw)
-        except zlib.error:
-            if not (self._first and self._made == 0 and self._coding in _DEFLATE):
-                raise BodyError("a compressed body that cannot be decompressed") from None
-            # "deflate" is sent both zlib-wrapped (as specified) and raw (as IIS did): try raw.
-            self._z = zlib.decompressobj(-zlib.MAX_WBITS)
-            self._first = False
-            yield from self.feed(raw)
-        self._first = False
+            async with self._limiter:
+                got = await self._in_time(item)
+        except OSError as exc:
+            await self._cannot_save(item, exc)
+            return
+        finally:
+            self._tracker.release(item)
+        if got is None:
+            return
+        await run.ledger.downloaded(run.campaign, item.job.key, item.job.output_path, got.size, got.sha256)
+        run.progress.job(item.job.label, "done", f"{got.size} bytes")
 
-    def _inflate(self, raw: bytes) -> Iterator[bytes]:
-        assert self._z is not None
-        data = raw
-        while True:
-            if self._z.eof:  # a gzip member ended; gzip allows another one to follow it
-                data = self._z.unused_data + data
-                if not data or self._coding not in _GZIP:
-                    return  # what follows a finished deflate stream is ignored, as httpx does
-                self._z = self._new()
-                assert self._z is not None
-            room = min(self._limit - self._made + 1, PIECE)
-            out = self._z.decompress(data, room)
-            yield from self._count(out)
-            data = self._z.unconsumed_tail
-            if not data and len(out) < room and not self._z.eof:
-                return  # all input taken and no output pending
+    async def _in_time(self, item: Tracked) -> Downloaded | None:
+        """The download, within ``run.timeout`` (a body dripping a byte at a time trips no
+        read timeout); None when it did not happen (the reason is in the ledger)."""
+        settings = self._run.settings
+        try:
+            target = safe_target(settings.output_dir, item.job.output_path)
+            with anyio.move_on_after(settings.real(settings.timeout)):
+                return await self._with_refresh(item, target)
+        except UsageError as exc:
+            await self._not_downloaded(item, "unsafe_target", exc.format())
+            return None
+        await self._not_downloaded(item, "download_failed",
+                                   f"download: not done within run.timeout ({settings.timeout:g} s)")
+        return None
 
-    def _count(self, piece: bytes) -> Iterator[bytes]:
-        self._made += len(piece)
-        if self._made > self._limit:
-            raise BodyTooLarge(f"more than {self._limit} bytes once decoded")
-        if piece:
-            yield piece
+    async def _with_refresh(self, item: Tracked, target: Path) -> Downloaded | None:
+        """Download from the job's file URL; one that expired is replaced by asking the status again."""
+        run, settings = self._run, self._run.settings
+        limit = max_video_bytes(item.job.request, run.plan.catalog)
+        for refresh in range(settings.url_refreshes + 1):
+            url = item.file_url
+            if url is None or refresh:
+                url = await self._tracker.refresh_url(item)
+                if url is None:
+                    continue
+            # never retried here: an expired URL (refreshed instead), a body that is not the
+            # video (the same URL would send it again; a later run tries)
+            hook = without(Backoff(settings, (TransientError,)), UrlExpired, BadVideo)
+            get = partial(download, run.client.files, url, target, max_bytes=limit, root=settings.output_dir)
+            try:
+                return await retrying(get, on=hook, attempts=settings.max_attempts)
+            except UrlExpired:
+                await run.ledger.note(run.campaign, item.job.key, "url_expired", {"refresh": refresh + 1})
+            except TransientError as exc:
+                await run.ledger.note(run.campaign, item.job.key, "download_failed", {"error": exc.message})
+                run.progress.job(item.job.label, "failed", f"{exc.message}; a later run downloads it")
+                return None
+        run.progress.job(item.job.label, "failed", "download failed; a later run tries again")
+        return None
 
-    def end(self) -> None:
-        """The body is over: refuse a compressed stream cut short."""
-        if self._z is not None and not self._z.eof:
-            raise BodyError("a compressed body that ended early")
+    async def _not_downloaded(self, item: Tracked, kind: str, message: str) -> None:
+        await self._run.ledger.note(self._run.campaign, item.job.key, kind, {"error": message})
+        self._run.progress.job(item.job.label, "failed", f"{message}; a later run downloads it")
 
-
-async def read_bounded(response: httpx.Response, limit: int) -> bytes:
-    """The decoded body of a streamed ``response``, at most ``limit`` bytes (raw and decoded).
-
-    Raises :class:`BodyError` past the limit or on an encoding that cannot be undone.
-    """
-    try:
-        whole = response.content  # a transport that built the answer whole (httpx.MockTransport)
-    except httpx.ResponseNotRead:
-        pass
-    else:
-        if len(whole) > limit:
-            raise BodyTooLarge(f"more than {limit} bytes")
-        return whole
-    inflater = Inflater(response.headers.get("content-encoding"), limit)
-    parts: list[bytes] = []
-    raw = 0
-    async for chunk in response.aiter_raw(CHUNK):
-        raw += len(chunk)
-        if raw > limit:
-            raise BodyTooLarge(f"more than {limit} bytes")
-        parts.extend(inflater.feed(chunk))
-    inflater.end()
-    return b"".join(parts)
+    async def _cannot_save(self, item: Tracked, exc: OSError) -> None:
+        """The video could not be written (disk full, read-only folder): the job stays
+        ``finished`` (a later run downloads it without paying again), and no more
+        renders are paid for that could not be saved either."""
+        run = self._run
+        why = exc.strerror or type(exc).__name__
+        where = run.settings.output_dir / item.job.output_path
+        await run.ledger.note(run.campaign, item.job.key, "download_failed", {"error": f"cannot write {where}: {why}"})
+        run.progress.job(item.job.label, "failed", f"cannot write {where}: {why}; a later run downloads it")
+        run.stops.cannot_save(run.settings.output_dir, why)
 
 
 def safe_target(output_dir: Path, relative: str) -> Path:

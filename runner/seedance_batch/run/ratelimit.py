@@ -46,8 +46,9 @@ class Pacer:
     async def acquire(self) -> None:
         """Wait for this caller's turn."""
         async with self._lock:
-            while (wait := self._next - self._clock()) > 0:
-                # re-checked after each sleep: a 429 meanwhile may have pushed _next later
+            # A time is awaited, not an event: re-checked after each sleep, since a 429
+            # meanwhile may have pushed _next later.
+            while (wait := self._next - self._clock()) > 0:  # noqa: ASYNC110
                 await anyio.sleep(wait)
             # Admissions follow the schedule t0 + k x interval and never run ahead of it. A
             # slightly late wake-up keeps the schedule (the next gap is a little shorter),

@@ -1,29 +1,17 @@
-"""What a run is told (:class:`RunSettings`) and how it ended (:class:`RunResult`),
-plus the retry policy every retry loop of the run shares (:class:`Backoff`)."""
+"""What a run is told (:class:`RunSettings`) and how it ended (:class:`RunResult`)."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..errors import (
-    EXIT_ACCOUNT,
-    EXIT_BUDGET,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    AccountError,
-    RateLimited,
-    SeedanceError,
-    UsageError,
-)
-from ..ledger import JobRecord, JobState
+from ..errors import SeedanceError, UsageError, exit_code, run_ending
+from ..ledger import PLANNED, JobRecord, JobState
 
-__all__ = ["Backoff", "RunResult", "RunSettings", "capped"]
+__all__ = ["RunResult", "RunSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +21,9 @@ class RunSettings:
     Durations are service seconds; ``time_scale`` (``--simulate``) compresses all
     of them together with the simulator's render times, rate limits included, so
     a simulated run behaves like a real one, only faster.
+
+    The fields after ``retry_wait_max`` are the run's policy: no manifest key or flag
+    sets them (the schema allows none), but they are here, named, not buried in code.
     """
 
     submits_per_minute: float = 30.0
@@ -47,6 +38,14 @@ class RunSettings:
     time_scale: float = 1.0
     retry_wait_initial: float = 1.0
     retry_wait_max: float = 60.0
+    download_concurrency: int = 4  # videos downloading at once (each a few MB: the disk is the limit)
+    status_concurrency: int = 8    # status calls in the air at once (the pacer sets their rate)
+    status_attempts: int = 3       # tries of one status check before waiting for the next poll
+    url_refreshes: int = 3         # fresh file URLs asked for one download before a later run tries
+    # Jobs in a row whose every submit attempt failed (429s, 5xx, unreachable) before the run
+    # stops submitting: the service is down or the network is, and grinding on costs time only.
+    give_up_after: int = 3
+    poll_policy: str = "render-clock"  # a name in run.polling.POLL_POLICIES
 
     @classmethod
     def build(cls, run: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, **fixed: Any) -> RunSettings:
@@ -73,57 +72,36 @@ class RunSettings:
 
 @dataclass
 class RunResult:
-    """How a run ended. ``error`` (account, budget) is what the CLI raises after the report."""
+    """How a run ended; :meth:`ending` is the error it is reported with (see :func:`~seedance_batch.errors.run_ending`)."""
 
     records: list[JobRecord]
     planned: int = 0  # jobs of the plan; those with no ledger row were never submitted
     interrupted: bool = False
     stopped_by_budget: bool = False
-    error: SeedanceError | None = None
+    error: SeedanceError | None = None  # what stopped the submits and decides the exit code (an account error)
     submitted: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
-        """Jobs of the plan per final ledger state (``not submitted``: no ledger row)."""
+        """Jobs of the plan per final ledger state (``planned``: no ledger row)."""
         out: dict[str, int] = {}
         for rec in self.records:
             out[rec.state.value] = out.get(rec.state.value, 0) + 1
         if self.planned > len(self.records):
-            out["not submitted"] = self.planned - len(self.records)
+            out[PLANNED] = self.planned - len(self.records)
         return out
+
+    def not_done(self) -> int:
+        """Jobs of the plan that are not done (no ledger row counts as not done)."""
+        done = sum(1 for rec in self.records if rec.state is JobState.DONE)
+        return max(self.planned, len(self.records)) - done
+
+    def ending(self) -> SeedanceError | None:
+        """The error this run is reported with, its exit code with it; None when everything is done."""
+        return run_ending(interrupted=self.interrupted, stopped_by=self.error,
+                          stopped_by_budget=self.stopped_by_budget, not_done=self.not_done())
 
     @property
     def exit_code(self) -> int:
-        """130 interrupted; 4 account; 3 budget; 1 anything not done; else 0."""
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        if isinstance(self.error, AccountError):
-            return EXIT_ACCOUNT
-        if self.stopped_by_budget:
-            return EXIT_BUDGET
-        if len(self.records) < self.planned or any(rec.state is not JobState.DONE for rec in self.records):
-            return EXIT_FAILED
-        return EXIT_OK
-
-
-class Backoff:
-    """stamina backoff hook: retry only the retryable types; full jitter; honour Retry-After."""
-
-    def __init__(self, settings: RunSettings, retryable: tuple[type[Exception], ...]) -> None:
-        self._settings = settings
-        self._retryable = retryable
-        self._tries = 0
-
-    def __call__(self, exc: Exception) -> bool | float:
-        if not isinstance(exc, self._retryable):
-            return False
-        self._tries += 1
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            # Retry-After is real seconds from the server; honoured up to retry_wait_max.
-            return min(exc.retry_after, self._settings.retry_wait_max)
-        cap = min(self._settings.retry_wait_max, self._settings.retry_wait_initial * 2 ** (self._tries - 1))
-        return self._settings.real(random.uniform(0, cap))
-
-
-def capped(value: float | None, cap: float) -> float | None:
-    return None if value is None else min(value, cap)
+        """The run's exit code, as :mod:`seedance_batch.errors` decides it."""
+        return exit_code(self.ending())

@@ -5,7 +5,7 @@ It is what every end-to-end test, demo and benchmark talks to, and what
 
     config.py    every knob (:class:`SimulatorConfig`, :class:`Faults`, ...)
     tasks.py     a task's fate and timing, read off the clock
-    state.py     the rules: auth, rate limits, validation, credits, faults, stats
+    service.py   the rules: auth, rate limits, validation, credits, faults, stats (SimService)
     app.py       the Starlette app; acting out faults (hang, drop, garble)
     webhooks.py  background callback delivery (duplicates, delays, stale events)
     assets.py    the bundled MP4 and its signed, expiring URLs

@@ -1,4 +1,4 @@
-"""The simulator's HTTP face: a Starlette app over :class:`~.state.SimState`.
+"""The simulator's HTTP face: a Starlette app over :class:`~.service.SimService`.
 
 Routes::
 
@@ -8,7 +8,7 @@ Routes::
     GET  /_sim/stats                       counters for tests and benchmarks
     GET  /                                 what this server is
 
-Handlers read the request, ask the state what to answer, and act out faults.
+Handlers read the request, ask the service what to answer, and act out faults.
 Any exception inside a handler becomes a JSON 500, so a bug never hangs a client.
 """
 
@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from .assets import sample_mp4, signature_ok
 from .config import SimulatorConfig
-from .service import Reply, SimState, error_body
+from .service import Reply, SimService, error_body
 from .webhooks import WebhookSender
 
 __all__ = ["Runtime", "create_app"]
@@ -45,8 +45,8 @@ class Runtime:
     server (or test transport) with or without a lifespan.
     """
 
-    def __init__(self, state: SimState) -> None:
-        self.state = state
+    def __init__(self, service: SimService) -> None:
+        self.service = service
         self.loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Event | None = None
         self._sender: WebhookSender | None = None
@@ -64,7 +64,7 @@ class Runtime:
         """The webhook sender, with its HTTP client made on the serving loop at first use."""
         if self._sender is None:
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
-            self._sender = WebhookSender(self.state, httpx.AsyncClient(timeout=10.0, limits=limits))
+            self._sender = WebhookSender(self.service, httpx.AsyncClient(timeout=10.0, limits=limits))
         return self._sender
 
     @asynccontextmanager
@@ -93,16 +93,16 @@ class Runtime:
 
 
 class Endpoints:
-    """The route handlers, bound to one state and runtime."""
+    """The route handlers, bound to one service and runtime."""
 
-    def __init__(self, state: SimState, runtime: Runtime) -> None:
-        self.state = state
+    def __init__(self, service: SimService, runtime: Runtime) -> None:
+        self.service = service
         self.runtime = runtime
 
     async def submit(self, request: Request) -> Response:
         """``POST /api/generate/submit``; a created task gets its webhook scheduled."""
         raw = await request.body()
-        reply, task = self.state.submit(request.headers.get("authorization"), raw)
+        reply, task = self.service.submit(request.headers.get("authorization"), raw)
         if task is not None:
             self.runtime.sender.schedule(task, str(request.base_url))
         return await self._answer(request, reply)
@@ -110,31 +110,31 @@ class Endpoints:
     async def status(self, request: Request) -> Response:
         """``GET /api/generate/status/{task_id}``."""
         task_id = request.path_params["task_id"]
-        reply = self.state.status(request.headers.get("authorization"), task_id, str(request.base_url))
+        reply = self.service.status(request.headers.get("authorization"), task_id, str(request.base_url))
         return await self._answer(request, reply)
 
     async def video(self, request: Request) -> Response:
         """``GET /files/{task_id}/video.mp4``: the sample MP4, if the URL is signed and fresh."""
-        state, task_id = self.state, request.path_params["task_id"]
-        now = state.clock()
-        task = state.tasks.get(task_id)
+        service, task_id = self.service, request.path_params["task_id"]
+        now = service.clock()
+        task = service.tasks.get(task_id)
         if task is None or task.status_at(now) != "finished":
-            state.counts["404"] += 1
+            service.counts["404"] += 1
             return JSONResponse(error_body(404, "not_found", f"no file for task {task_id!r}"), 404)
         expires, signature = request.query_params.get("expires"), request.query_params.get("signature")
-        if not signature_ok(state.secret, task_id, expires, signature):
-            state.counts["403"] += 1
+        if not signature_ok(service.secret, task_id, expires, signature):
+            service.counts["403"] += 1
             return JSONResponse(error_body(403, "forbidden", "the file URL's signature is not valid"), 403)
         if now > int(expires or 0):
-            state.counts["403"] += 1
+            service.counts["403"] += 1
             message = "the file URL expired; ask for the task's status again for a fresh one"
             return JSONResponse(error_body(403, "url_expired", message), 403)
-        state.counts["files_served"] += 1
+        service.counts["files_served"] += 1
         return Response(sample_mp4(), media_type="video/mp4")
 
     async def stats(self, request: Request) -> Response:
         """``GET /_sim/stats``."""
-        return JSONResponse(self.state.stats())
+        return JSONResponse(self.service.stats())
 
     async def index(self, request: Request) -> Response:
         """``GET /``: what this server is and its routes."""
@@ -158,9 +158,9 @@ class Endpoints:
             return JSONResponse(error_body(reply.status, "server_error", message), reply.status)
         if fault == "ambiguous_submit":
             # The task exists and is billed; the client must never learn its id.
-            await self.runtime.pause(self.state.config.faults.hang_seconds)
+            await self.runtime.pause(self.service.config.faults.hang_seconds)
             return await drop_connection(request)
-        if fault == "slow" and await self.runtime.pause(self.state.config.faults.slow_seconds):
+        if fault == "slow" and await self.runtime.pause(self.service.config.faults.slow_seconds):
             return await drop_connection(request)
         return JSONResponse(dict(reply.body or {}), reply.status, headers=dict(reply.headers))
 
@@ -184,9 +184,9 @@ async def drop_connection(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _crashed(state: SimState) -> Callable[[Request, Exception], Response]:
+def _crashed(service: SimService) -> Callable[[Request, Exception], Response]:
     def handler(request: Request, exc: Exception) -> Response:
-        state.counts["500"] += 1
+        service.counts["500"] += 1
         return JSONResponse(error_body(500, "server_error", f"the simulator crashed: {type(exc).__name__}"), 500)
 
     return handler
@@ -199,14 +199,14 @@ def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(config: SimulatorConfig | None = None, *, clock: Callable[[], float] = time.time) -> Starlette:
-    """The simulator as a Starlette app. ``app.state.sim`` is its :class:`SimState`.
+    """The simulator as a Starlette app. ``app.state.sim`` is its :class:`SimService`.
 
     ``clock`` (epoch seconds) drives task life and URL expiry; tests may pass
     their own to step time by hand.
     """
-    state = SimState(config or SimulatorConfig(), clock)
-    runtime = Runtime(state)
-    endpoints = Endpoints(state, runtime)
+    service = SimService(config or SimulatorConfig(), clock)
+    runtime = Runtime(service)
+    endpoints = Endpoints(service, runtime)
     routes = [
         Route("/api/generate/submit", endpoints.submit, methods=["POST"]),
         Route("/api/generate/status/{task_id}", endpoints.status, methods=["GET"]),
@@ -214,8 +214,8 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Callable[[], flo
         Route("/_sim/stats", endpoints.stats, methods=["GET"]),
         Route("/", endpoints.index, methods=["GET"]),
     ]
-    handlers = {Exception: _crashed(state), HTTPException: _http_error}
-    app = Starlette(routes=routes, lifespan=runtime.lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
-    app.state.sim = state
+    handlers = {Exception: _crashed(service), HTTPException: _http_error}
+    app = Starlette(routes=routes, lifespan=runtime.lifespan, exception_handlers=handlers)
+    app.state.sim = service
     app.state.runtime = runtime
     return app

@@ -19,6 +19,7 @@ from typing import Any
 from ..serving import serve_in_thread
 from .app import create_app
 from .config import SimulatorConfig
+from .service import SimService
 
 __all__ = ["RunningSimulator", "run_simulator", "serve_in_thread", "serve_until_signal"]
 
@@ -34,12 +35,12 @@ class RunningSimulator:
     def stats(self) -> dict[str, Any]:
         """The same dict as ``GET /_sim/stats``, read on the server's own thread."""
         loop = self._app.state.runtime.loop
-        state = self._app.state.sim
+        service: SimService = self._app.state.sim
         if loop is None or loop.is_closed():
-            return state.stats()
+            return service.stats()
 
         async def read() -> dict[str, Any]:
-            return state.stats()
+            return service.stats()
 
         return asyncio.run_coroutine_threadsafe(read(), loop).result(timeout=10)
 

@@ -1,6 +1,6 @@
-"""The simulated service's state and rules, without HTTP.
+"""The simulated service: its tasks, credits, limits, counters and rules, without HTTP.
 
-:class:`SimState` decides what each call gets (a :class:`Reply`: HTTP status,
+:class:`SimService` decides what each call gets (a :class:`Reply`: HTTP status,
 JSON body, headers, and a fault to act out), and keeps the counters that
 ``GET /_sim/stats`` shows. The HTTP layer (``app.py``) only translates. All of
 it runs on the server's event loop thread, so no locks are needed.
@@ -30,7 +30,7 @@ from .assets import file_url
 from .config import REQUEST_FAULTS, SimulatorConfig
 from .tasks import Task, draw, make_task
 
-__all__ = ["Reply", "SimState", "error_body"]
+__all__ = ["Reply", "SimService", "error_body"]
 
 STATES = ("not_started", "running", "finished", "failed")
 # Faults acted out instead of doing the work; the others happen after it.
@@ -77,7 +77,7 @@ class RateWindow:
         return None
 
 
-class SimState:
+class SimService:
     """The world behind the endpoints: tasks, credits, limits, counters."""
 
     def __init__(self, config: SimulatorConfig, clock: Callable[[], float] = time.time) -> None:
@@ -152,18 +152,24 @@ class SimState:
         denied = self._gate("submit", authorization, now)
         if denied is not None:
             return denied, None
-        body, problem = _parse(raw)
-        key = request_key(body) if body is not None else hashlib.sha256(raw).hexdigest()
+        body = _parse(raw)
+        key = request_key(body) if isinstance(body, dict) else hashlib.sha256(raw).hexdigest()
         nth = self.attempts[key]
         self.attempts[key] += 1
         fault = self._fault("submit", key, nth)
         if fault in BEFORE_WORK:
             return self._before_work(fault, "submit", key, nth), None
-        problems = [problem] if body is None else [*check_request(body, self.catalog), *_callback_problems(body)]
+        if isinstance(body, RuleViolation):
+            return self._invalid([body]), None
+        problems = [*check_request(body, self.catalog), *_callback_problems(body)]
         if problems:
-            self.counts["400"] += 1
-            return _error(400, "invalid_request", "; ".join(f"{p.field}: {p.message}" for p in problems)), None
+            return self._invalid(problems), None
         return self._accept(body, key, now, fault)
+
+    def _invalid(self, problems: list[RuleViolation]) -> Reply:
+        """400, every problem as ``field: message``."""
+        self.counts["400"] += 1
+        return _error(400, "invalid_request", "; ".join(f"{p.field}: {p.message}" for p in problems))
 
     def _accept(self, body: Mapping[str, Any], key: str, now: float, fault: str | None) -> tuple[Reply, Task | None]:
         cost = price_request(body, self.catalog).credits
@@ -172,7 +178,7 @@ class SimState:
             self.counts["402"] += 1
             left = balance - self.spent
             return _error(402, "insufficient_credits", f"this job costs {cost} credits; {left} credits left"), None
-        task = make_task(self.config, body, key, self.accepted[key], now, cost)
+        task = make_task(self.config, body, key, self.accepted[key], now, cost, catalog=self.catalog)
         self.accepted[key] += 1
         self.spent += cost
         self.tasks[task.task_id] = task
@@ -244,14 +250,15 @@ class SimState:
 WEBHOOK_COUNTS = ("scheduled", "sent", "delivered", "failed", "duplicates", "delayed", "stale")
 
 
-def _parse(raw: bytes) -> tuple[dict[str, Any] | None, RuleViolation | None]:
+def _parse(raw: bytes) -> dict[str, Any] | RuleViolation:
+    """The request body's JSON object, or what is wrong with it."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        return None, RuleViolation("body", "the request body is not valid JSON")
+        return RuleViolation("body", "the request body is not valid JSON")
     if not isinstance(body, dict):
-        return None, RuleViolation("body", "the request body must be a JSON object")
-    return body, None
+        return RuleViolation("body", "the request body must be a JSON object")
+    return body
 
 
 def _callback_problems(body: Mapping[str, Any]) -> list[RuleViolation]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from .service import SimState
+from .service import SimService
 from .tasks import Task, draw
 
 __all__ = ["WebhookSender", "event_body"]
@@ -32,10 +32,10 @@ def event_body(shape: str, task_id: str, status: str, files: list[dict[str, str]
 
 
 class WebhookSender:
-    """Schedules and sends callback events; counts them in ``state.webhooks``."""
+    """Schedules and sends callback events; counts them in ``service.webhooks``."""
 
-    def __init__(self, state: SimState, client: httpx.AsyncClient) -> None:
-        self.state = state
+    def __init__(self, service: SimService, client: httpx.AsyncClient) -> None:
+        self.service = service
         self.client = client
         self._timers: set[asyncio.TimerHandle] = set()
         self._running: set[asyncio.Task[None]] = set()
@@ -44,17 +44,17 @@ class WebhookSender:
         """Arrange delivery of ``task``'s terminal event, if it has a callback and an end."""
         if task.callback_url is None or not task.terminal:
             return
-        faults, seed = self.state.config.webhooks, self.state.config.faults.seed
-        delay = max(0.0, task.ends_at - self.state.clock())
+        faults, seed = self.service.config.webhooks, self.service.config.faults.seed
+        delay = max(0.0, task.ends_at - self.service.clock())
         if draw(seed, "webhook-delay", task.task_id) < faults.delay:
-            delay += faults.delay_seconds * self.state.config.time_scale
-            self.state.webhooks["delayed"] += 1
-        self.state.webhooks["scheduled"] += 1
+            delay += faults.delay_seconds * self.service.config.time_scale
+            self.service.webhooks["delayed"] += 1
+        self.service.webhooks["scheduled"] += 1
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None
 
         def fire() -> None:
-            self._timers.discard(handle)  # type: ignore[arg-type]
+            self._timers.discard(handle)
             self._spawn(lambda: self._deliver(task, base_url))
 
         handle = loop.call_later(delay, fire)
@@ -66,29 +66,29 @@ class WebhookSender:
         running.add_done_callback(self._running.discard)
 
     async def _deliver(self, task: Task, base_url: str) -> None:
-        state, seed = self.state, self.state.config.faults.seed
-        shape = state.config.webhooks.shape
+        service, seed = self.service, self.service.config.faults.seed
+        shape = service.config.webhooks.shape
         status = task.fate  # terminal: finished or failed
-        files = state.files(task, base_url, state.clock()) if status == "finished" else []
+        files = service.files(task, base_url, service.clock()) if status == "finished" else []
         event = event_body(shape, task.task_id, status, files)
         await self._post(task.callback_url or "", event)
-        if draw(seed, "webhook-duplicate", task.task_id) < state.config.webhooks.duplicate:
-            state.webhooks["duplicates"] += 1
+        if draw(seed, "webhook-duplicate", task.task_id) < service.config.webhooks.duplicate:
+            service.webhooks["duplicates"] += 1
             await self._post(task.callback_url or "", event)
-        if draw(seed, "webhook-stale", task.task_id) < state.config.webhooks.out_of_order:
-            state.webhooks["stale"] += 1
+        if draw(seed, "webhook-stale", task.task_id) < service.config.webhooks.out_of_order:
+            service.webhooks["stale"] += 1
             await self._post(task.callback_url or "", event_body(shape, task.task_id, "running", []))
 
     async def _post(self, url: str, event: dict[str, Any]) -> None:
-        self.state.webhooks["sent"] += 1
+        self.service.webhooks["sent"] += 1
         try:
             response = await self.client.post(url, json=event)
         except httpx.HTTPError as exc:
             # The exception text can hold the URL; say only what kind of failure it was.
             log.debug("webhook delivery failed: %s", type(exc).__name__)
-            self.state.webhooks["failed"] += 1
+            self.service.webhooks["failed"] += 1
             return
-        self.state.webhooks["delivered" if response.is_success else "failed"] += 1
+        self.service.webhooks["delivered" if response.is_success else "failed"] += 1
 
     async def close(self) -> None:
         """Drop pending deliveries and stop the ones in flight (at shutdown)."""

@@ -1,0 +1,95 @@
+"""The poll policy ``render-clock``: learned render times, aimed first polls.
+
+A job's first poll is aimed near its expected render time; the expectation for
+each (model, resolution, duration) is learned from the jobs this run sees
+finish, starting from a prior. The aim is a running quantile: a first poll that
+finds the job done pulls the aim a little earlier next time, one that finds it
+still rendering pushes it later four times as much, so most jobs are caught by
+their first poll and the aim stays just past the render time.
+After a miss the job is asked again soon, then less and less often (backoff with
+jitter). Before anything in a bucket has finished, polls start early and widen,
+so the first finished job teaches the rest quickly.
+"""
+
+from __future__ import annotations
+
+import random
+
+from .polling import Bucket, Prior
+
+__all__ = ["RenderClock"]
+
+STEP_DOWN = 0.005   # a hit moves the aim 0.5% earlier
+STEP_UP = 0.015     # a miss moves it 1.5% later: the aim settles near the 75th percentile
+FIRST_GUESS = 0.3   # with nothing learned yet, first ask at 30% of the prior...
+WIDEN = 1.5         # ...and widen the gaps by half each time
+FOLLOW_UP = 0.006   # after a miss, ask again after 0.6% of the aim, then back off
+MAX_GAP = 60.0      # never wait longer than this between two polls of one job
+
+
+class RenderClock:
+    """Learned render times per bucket and the poll schedule they imply.
+
+    ``floor`` is the shortest gap between two polls of one job (``run.poll_interval``);
+    ``prior`` the render time expected for a bucket before anything has finished.
+    """
+
+    def __init__(self, *, prior: Prior, floor: float = 1.0, rng: random.Random | None = None) -> None:
+        self.floor = floor
+        self._prior = prior
+        self._aim: dict[Bucket, float] = {}
+        # observed / prior over every bucket: a new bucket starts from what others taught
+        self._ratio: float | None = None
+        self._rng = rng or random.Random()
+
+    def learned(self, bucket: Bucket) -> bool:
+        """A job of ``bucket`` has been seen finished."""
+        return bucket in self._aim
+
+    def aim(self, bucket: Bucket) -> float:
+        """Age at which the first poll of a job in ``bucket`` should land."""
+        if bucket in self._aim:
+            return self._aim[bucket]
+        if self._ratio is not None:
+            return self._prior(bucket) * self._ratio
+        return self._prior(bucket) * FIRST_GUESS
+
+    def exploring(self, bucket: Bucket) -> bool:
+        """Nothing finished yet anywhere: polls start early and widen."""
+        return bucket not in self._aim and self._ratio is None
+
+    def next_poll(self, bucket: Bucket, late_polls: int, last_age: float | None) -> float:
+        """Age for a job's next poll. ``late_polls``: polls at or past the aim that found it rendering."""
+        aim = self.aim(bucket)
+        if last_age is None:
+            return aim
+        if self.exploring(bucket):
+            gap = max(self.floor, last_age * (WIDEN - 1.0))
+        elif last_age < aim:  # polled while exploring; now there is something to aim at
+            return max(aim, last_age + self.floor)
+        else:  # missed: ask again soon, then less and less often
+            gap = max(self.floor, FOLLOW_UP * aim) * WIDEN ** max(0, late_polls - 1)
+        gap = min(MAX_GAP, gap) * self._rng.uniform(0.9, 1.1)
+        return last_age + max(self.floor, gap)
+
+    def observe(self, bucket: Bucket, *, finished_at_age: float, late_polls: int, aimed_at: float | None) -> None:
+        """A job was seen finished at ``finished_at_age``, after ``late_polls`` misses at or past its aim.
+
+        ``aimed_at``: the learned render time its aimed poll went for (None while
+        exploring). Steps are taken from that value, not from the current aim, so the
+        dozens of jobs aimed alike (all in flight together) move the aim one step, not
+        one step each.
+        """
+        if bucket not in self._aim:
+            # The first finish seen: start from the late end (every job caught by its
+            # aimed poll) and let hits walk it down.
+            self._aim[bucket] = finished_at_age
+        elif aimed_at is None:
+            return
+        elif late_polls == 0:  # caught by its aimed poll: aim a little earlier
+            self._aim[bucket] = min(self._aim[bucket], aimed_at * (1.0 - STEP_DOWN))
+        else:  # still rendering at the aim: aim later (by a step, not to the age seen: a slow
+            # service inflates ages, and one stall must not drag the aim up for good)
+            self._aim[bucket] = max(self._aim[bucket], aimed_at * (1.0 + STEP_UP))
+        ratio = self._aim[bucket] / self._prior(bucket)
+        self._ratio = ratio if self._ratio is None else 0.8 * self._ratio + 0.2 * ratio
