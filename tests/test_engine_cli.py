@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project
+from cli_support import Project
 from seedance_batch.simulator import Faults, SimulatorConfig, run_simulator
 
 SCALE = 0.004

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_support import run_cli
 from engine_support import numbered_manifest
 from seedance_batch.cli import main
 from seedance_batch.errors import LedgerError
@@ -58,12 +59,6 @@ with open_ledger(path) as ledger:
 """
 
 
-def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``seedance-batch ARGS`` as a real subprocess, with no key or state from this environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("APIDOT_", "SEEDANCE_"))}
-    base.update({"CI": "true", **(env or {})})
-    return subprocess.run([sys.executable, "-m", "seedance_batch", *args], cwd=cwd, env=base,
-                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -213,9 +208,9 @@ def test_status_through_a_symlink_leaves_a_live_runs_submit_alone_and_its_task_i
     (project / "link.sqlite").symlink_to(path)
     job = manifest_jobs(project)[0]
     holder = start_holder(path, job)
-    shown = cli(project, "status", "m.yaml", "--state", "link.sqlite", "--json")
-    assert shown.returncode == 0, shown.stderr
-    first = json.loads(shown.stdout)["jobs"][0]
+    shown = run_cli(project, "status", "m.yaml", "--state", "link.sqlite", "--json")
+    assert shown.code == 0, shown.err
+    first = json.loads(shown.out)["jobs"][0]
     assert (first["label"], first["state"]) == (job["label"], "submitting")
     assert rows(path) == [(job["label"], "submitting", None)]  # not made unknown behind the run's back
     assert finish_holder(holder) == "moved\n"
@@ -228,8 +223,8 @@ def test_a_looking_command_on_a_crashed_ledger_changes_nothing(project: Path, co
     path = project / ".seedance" / "ledger.sqlite"
     seed(path, manifest_jobs(project), done=1, submitting=1)
     before = sha(path)
-    done = cli(project, command, "m.yaml")
-    assert done.returncode == 0, done.stderr
+    done = run_cli(project, command, "m.yaml")
+    assert done.code == 0, done.err
     assert sha(path) == before
     wal = Path(f"{path}-wal")
     assert not wal.exists() or wal.stat().st_size == 0
@@ -251,8 +246,8 @@ def app_database(path: Path) -> None:
 def test_another_programs_database_is_refused_untouched(project: Path, command: tuple[str, ...]) -> None:
     app_database(project / "app.sqlite")
     before, files = sha(project / "app.sqlite"), sorted(os.listdir(project))
-    done = cli(project, command[0], "m.yaml", *command[1:], "--state", "app.sqlite")
-    assert (done.returncode, done.stderr) == (2, (
+    done = run_cli(project, command[0], "m.yaml", *command[1:], "--state", "app.sqlite")
+    assert (done.code, done.err) == (2, (
         "app.sqlite: not a seedance-batch ledger (it holds tables of another program: users); "
         f"{NOT_A_LEDGER_HINT}\n"))
     assert sha(project / "app.sqlite") == before
@@ -324,8 +319,8 @@ def test_a_run_over_an_unreadable_row_stops_before_submitting(project: Path) -> 
     db.execute("UPDATE jobs SET cost_usd = 'NaN'")
     db.commit()
     db.close()
-    done = cli(project, "run", "m.yaml", "--simulate", "--state", "l.sqlite")
-    assert (done.returncode, done.stderr) == (2, f"l.sqlite: job {LABEL}: cannot read this job's row: "
+    done = run_cli(project, "run", "m.yaml", "--simulate", "--state", "l.sqlite")
+    assert (done.code, done.err) == (2, f"l.sqlite: job {LABEL}: cannot read this job's row: "
                                                  f"cost_usd NaN is not an amount of money; {BAD_ROW_HINT}\n")
     assert not (project / "renders").exists()
 

@@ -13,11 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import replace
@@ -34,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from cli_support import Outcome, run_cli
 from report_campaign import CATALOG, make_job, make_record
 from seedance_batch._data import data_path
 from seedance_batch.expand import Job
@@ -75,12 +73,6 @@ def unsafe(text: str) -> list[str]:
     return UNSAFE.findall(text)
 
 
-def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a subprocess, as CI runs it (no terminal, CI=true)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("APIDOT_", "SEEDANCE_", "GITHUB_"))}
-    base.update({"CI": "true", **(env or {})})
-    return subprocess.run([sys.executable, "-m", "seedance_batch", *args], cwd=cwd, env=base,
-                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -118,23 +110,23 @@ def hostile_ledger(project: Path) -> Path:
 
 def test_status_shows_markup_and_escapes_literally_from_a_hostile_ledger(project: Path) -> None:
     hostile_ledger(project)
-    result = cli(project, "status", "m.yaml")
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    assert unsafe(result.stdout + result.stderr) == []
-    assert "s/a[/x]\\x1b[2J" in result.stdout  # the label, shown as typed
-    assert "s/b[link=http://e.x]\\u202e" in result.stdout
-    assert "t[/x]\\x1b[2J\ufffe" in result.stdout  # the task id (U+FFFE is no control: kept)
-    assert "[link=http://e.x]go\\x1b]8;;\\x07\\u202e" in result.stdout
-    assert "renders/x[/x][link=e.x]\\x1b[2J.mp4" in result.stdout
+    result = run_cli(project, "status", "m.yaml")
+    assert result.code == 0, result.err
+    assert "Traceback" not in result.err
+    assert unsafe(result.out + result.err) == []
+    assert "s/a[/x]\\x1b[2J" in result.out  # the label, shown as typed
+    assert "s/b[link=http://e.x]\\u202e" in result.out
+    assert "t[/x]\\x1b[2J\ufffe" in result.out  # the task id (U+FFFE is no control: kept)
+    assert "[link=http://e.x]go\\x1b]8;;\\x07\\u202e" in result.out
+    assert "renders/x[/x][link=e.x]\\x1b[2J.mp4" in result.out
 
 
 def test_status_json_escapes_c1_and_bidi_and_keeps_every_task_id_exact(project: Path) -> None:
     hostile_ledger(project)
-    result = cli(project, "status", "m.yaml", "--json")
-    assert result.returncode == 0, result.stderr
-    assert unsafe(result.stdout) == []
-    view = json.loads(result.stdout)
+    result = run_cli(project, "status", "m.yaml", "--json")
+    assert result.code == 0, result.err
+    assert unsafe(result.out) == []
+    view = json.loads(result.out)
     assert [row["task_id"] for row in view["jobs"]] == [HOSTILE_TASK, "=cmd"]  # never lose a task id
     assert view["jobs"][0]["error"] == HOSTILE_ERROR
     assert view["jobs"][1]["label"] == "s/b[link=http://e.x]\u202e"
@@ -145,14 +137,14 @@ def test_prices_file_with_markup_in_its_names_is_shown_literally(project: Path) 
     mine["provider"] = "Evil[/x]"
     mine["comparison"] = f"[link=http://evil.example]fal[/x]{CLEAR}"
     (project / "mine.json").write_text(json.dumps(mine), encoding="utf-8")
-    prices = cli(project, "prices", "--prices", "mine.json")
-    assert prices.returncode == 0, prices.stderr
-    assert "Evil[/x] prices per second of video" in prices.stdout
-    assert "[link=http://evil.example]fal[/x]\\x1b[2J USD/s" in " ".join(prices.stdout.replace("│", " ").split())
-    plan = cli(project, "plan", "m.yaml", "--prices", "mine.json")
-    assert plan.returncode == 0, plan.stderr
-    assert "([link=http://evil.example]fal[/x]\\x1b[2J would charge $" in plan.stdout
-    assert unsafe(prices.stdout + prices.stderr + plan.stdout + plan.stderr) == []
+    prices = run_cli(project, "prices", "--prices", "mine.json")
+    assert prices.code == 0, prices.err
+    assert "Evil[/x] prices per second of video" in prices.out
+    assert "[link=http://evil.example]fal[/x]\\x1b[2J USD/s" in " ".join(prices.out.replace("│", " ").split())
+    plan = run_cli(project, "plan", "m.yaml", "--prices", "mine.json")
+    assert plan.code == 0, plan.err
+    assert "([link=http://evil.example]fal[/x]\\x1b[2J would charge $" in plan.out
+    assert unsafe(prices.out + prices.err + plan.out + plan.err) == []
 
 
 def _hostile_service(task_id: str, message: str) -> Starlette:
@@ -170,19 +162,19 @@ def _hostile_service(task_id: str, message: str) -> Starlette:
                              Route("/api/generate/status/{task_id:path}", status)])
 
 
-def _run(project: Path, app: Starlette) -> subprocess.CompletedProcess[str]:
+def _run(project: Path, app: Starlette) -> Outcome:
     with serve_in_thread(app) as url:
         env = {"APIDOT_BASE_URL": url, "APIDOT_API_KEY": "sk-test-hostile-0123456789"}
-        return cli(project, "run", "m.yaml", "--time-scale", "0.002", env=env)
+        return run_cli(project, "run", "m.yaml", "--time-scale", "0.002", env=env)
 
 
 def test_run_log_shows_hostile_service_text_inert(project: Path) -> None:
     result = _run(project, _hostile_service("task-[/x]-", f"{MARKUP}{CLEAR}{LINK}\u202eboom\x9b31m"))
-    assert result.returncode == 1, result.stderr  # jobs failed
-    assert "Traceback" not in result.stderr
-    assert unsafe(result.stdout + result.stderr) == []
-    assert "s/a[/x]\\x1b[2J: failed" in result.stderr  # the CI log line, label first
-    assert f"{MARKUP}\\x1b[2J\\x1b]8;;http://evil.example\\x07\\u202eboom\\x9b31m" in result.stderr
+    assert result.code == 1, result.err  # jobs failed
+    assert "Traceback" not in result.err
+    assert unsafe(result.out + result.err) == []
+    assert "s/a[/x]\\x1b[2J: failed" in result.err  # the CI log line, label first
+    assert f"{MARKUP}\\x1b[2J\\x1b]8;;http://evil.example\\x07\\u202eboom\\x9b31m" in result.err
 
 
 def test_an_account_error_quoting_hostile_text_prints_one_inert_line(project: Path) -> None:
@@ -191,10 +183,10 @@ def test_an_account_error_quoting_hostile_text_prints_one_inert_line(project: Pa
                             status_code=401)
 
     result = _run(project, Starlette(routes=[Route("/api/generate/submit", refuse, methods=["POST"])]))
-    assert result.returncode == 4, result.stderr
-    assert "Traceback" not in result.stderr
-    assert unsafe(result.stdout + result.stderr) == []
-    assert result.stderr.splitlines()[-1] == (
+    assert result.code == 4, result.err
+    assert "Traceback" not in result.err
+    assert unsafe(result.out + result.err) == []
+    assert result.err.splitlines()[-1] == (
         "error: submit: HTTP 401: bad key \\x1b[2J[/x]\\u202e; check APIDOT_API_KEY (environment or .env)")
 
 

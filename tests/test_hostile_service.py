@@ -8,7 +8,6 @@ exact text stored, what reached the server. The last test runs the real CLI.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cli_support import run_cli
 from engine_support import make_jobs, plan_for, run_engine, settings
 from hostile_api import HostileApi, answer, failed, finished, gzip_bomb, gzipped, nested, raw, streamed
 from seedance_batch.errors import AmbiguousSubmit, TransientError
@@ -361,30 +361,23 @@ class EchoingApi(HostileApi):
         return answer(finished(task, f"{self.base_url}/files/video.mp4"))
 
 
-def cli(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("APIDOT_", "SEEDANCE_"))}
-    base.update({"CI": "true", **env})
-    return subprocess.run([sys.executable, "-m", "seedance_batch", *args], cwd=cwd, env=base,
-                          capture_output=True, timeout=60)
-
-
 def test_the_key_reaches_no_byte_of_output_ledger_or_reports(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(MANIFEST)
     api = EchoingApi()
     with api.serve():
         env = {"APIDOT_BASE_URL": api.base_url, "APIDOT_API_KEY": KEY}
-        done = cli(tmp_path, "run", "m.yaml", "--time-scale", "0.004", env=env)
+        done = run_cli(tmp_path, "run", "m.yaml", "--time-scale", "0.004", env=env)
         # the pull-request plan job: the key is absent from the environment
-        status = cli(tmp_path, "status", "m.yaml", "--json", env={"APIDOT_BASE_URL": api.base_url})
-        report = cli(tmp_path, "report", "m.yaml", env={"APIDOT_BASE_URL": api.base_url})
-    assert done.returncode == 1, done.stderr
-    assert status.returncode == 0 and report.returncode == 0, status.stderr + report.stderr
-    assert b"Traceback" not in done.stderr + status.stderr + report.stderr
-    view = json.loads(status.stdout)
+        status = run_cli(tmp_path, "status", "m.yaml", "--json", env={"APIDOT_BASE_URL": api.base_url})
+        report = run_cli(tmp_path, "report", "m.yaml", env={"APIDOT_BASE_URL": api.base_url})
+    assert done.code == 1, done.err
+    assert status.code == 0 and report.code == 0, status.err + report.err
+    assert "Traceback" not in done.err + status.err + report.err
+    view = json.loads(status.out)
     assert view["totals"] == {"failed": 2, "unknown": 1, "finished": 1, "done": 1}
-    streams = done.stdout + done.stderr + status.stdout + status.stderr + report.stdout + report.stderr
+    streams = done.out + done.err + status.out + status.err + report.out + report.err
     files = b"".join(p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file() and p.name != "m.yaml")
     assert (tmp_path / "reports" / "hostile" / "summary.md").exists()
-    for leak in (KEY.encode(), KEY_START.encode()):
+    for leak in (KEY, KEY_START):
         assert leak not in streams
-        assert leak not in files
+        assert leak.encode() not in files

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import seedance_batch
-from conftest import Project
+from cli_support import Project
 from seedance_batch import ledger as ledger_package
 from seedance_batch.errors import LedgerError
 from seedance_batch.ledger import JobState, Ledger, default_path, open_ledger

@@ -8,18 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Outcome, Project, clean_environment
+from cli_support import run_cli
 from report_campaign import SAMPLE_MP4
 from seedance_batch.ledger import open_ledger
 from seedance_batch.pipeline import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = "brightside-launch"
-
-
-def cli(cwd: Path, *args: str, **env: str) -> Outcome:
-    """The real CLI in ``cwd`` (tests/conftest.py's Project), with a CI user's environment plus ``env``."""
-    return Project(cwd, clean_environment(**env)).run(*args)
 
 
 @pytest.fixture
@@ -34,7 +29,7 @@ def _states(workdir: Path) -> dict[str, str]:
 
 
 def test_report_from_the_plan_alone_writes_five_files_and_no_ledger(workdir: Path) -> None:
-    result = cli(workdir, "report", "manifests/ad-localization.yaml")
+    result = run_cli(workdir, "report", "manifests/ad-localization.yaml")
     assert result.code == 0, result.err
     assert result.out == (
         f"reports/{CAMPAIGN}/report.html (and report.csv, report.json, junit.xml, summary.md): "
@@ -63,7 +58,7 @@ def test_report_mid_run_reads_the_ledger_and_changes_nothing(workdir: Path) -> N
         target.parent.mkdir(parents=True)
         shutil.copyfile(SAMPLE_MP4, target)
         ledger.downloaded(CAMPAIGN, done.job.key, done.job.output_path, target.stat().st_size, "0" * 64)
-    result = cli(workdir, "report", "manifests/ad-localization.yaml", "--report-dir", "out")
+    result = run_cli(workdir, "report", "manifests/ad-localization.yaml", "--report-dir", "out")
     assert result.code == 0, result.err
     assert result.out.startswith("out/report.html (and report.csv")
     data = json.loads((workdir / "out" / "report.json").read_text(encoding="utf-8"))
@@ -78,7 +73,7 @@ def test_report_mid_run_reads_the_ledger_and_changes_nothing(workdir: Path) -> N
 
 
 def test_plan_report_over_budget_writes_the_summary_then_exits_3(workdir: Path) -> None:
-    result = cli(workdir, "plan", "manifests/ad-localization.yaml", "--report", "--max-usd", "10", "--json")
+    result = run_cli(workdir, "plan", "manifests/ad-localization.yaml", "--report", "--max-usd", "10", "--json")
     assert result.code == 3
     assert json.loads(result.out)["within_budget"] is False  # stdout stays one JSON object
     summary = (workdir / "reports" / CAMPAIGN / "summary.md").read_text(encoding="utf-8")
@@ -87,7 +82,7 @@ def test_plan_report_over_budget_writes_the_summary_then_exits_3(workdir: Path) 
 
 
 def test_report_of_a_missing_manifest_is_one_line_and_exit_2(workdir: Path) -> None:
-    result = cli(workdir, "report", "manifests/nope.yaml")
+    result = run_cli(workdir, "report", "manifests/nope.yaml")
     assert result.code == 2
     assert "Traceback" not in result.err
     assert len(result.err.strip().splitlines()) == 1
@@ -96,7 +91,7 @@ def test_report_of_a_missing_manifest_is_one_line_and_exit_2(workdir: Path) -> N
 
 def test_report_dir_that_is_a_file_is_one_line_and_exit_2(workdir: Path) -> None:
     (workdir / "taken").write_text("not a folder", encoding="utf-8")
-    result = cli(workdir, "report", "manifests/ad-localization.yaml", "--report-dir", "taken")
+    result = run_cli(workdir, "report", "manifests/ad-localization.yaml", "--report-dir", "taken")
     assert result.code == 2
     assert result.err == (
         "taken: cannot write the reports there: a file of that name is in the way (a folder is needed); "
@@ -104,8 +99,8 @@ def test_report_dir_that_is_a_file_is_one_line_and_exit_2(workdir: Path) -> None
 
 
 def test_unwritable_step_summary_is_one_line_and_exit_2(workdir: Path) -> None:
-    result = cli(workdir, "report", "manifests/ad-localization.yaml",
-                 GITHUB_STEP_SUMMARY=str(workdir / "gone" / "summary.md"))
+    result = run_cli(workdir, "report", "manifests/ad-localization.yaml",
+                     env={"GITHUB_STEP_SUMMARY": str(workdir / "gone" / "summary.md")})
     assert result.code == 2
     assert result.err == (
         f"{workdir / 'gone' / 'summary.md'}: cannot append summary.md to $GITHUB_STEP_SUMMARY: "
@@ -142,7 +137,7 @@ def _spend_on_a_shot_then_drop_it(tmp_path: Path) -> Path:
 
 def test_plan_report_counts_spending_on_dropped_shots_like_the_budget_check(tmp_path: Path) -> None:
     _spend_on_a_shot_then_drop_it(tmp_path)
-    result = cli(tmp_path, "plan", "tiny.yaml", "--report")
+    result = run_cli(tmp_path, "plan", "tiny.yaml", "--report")
     assert result.code == 3  # $0.28 spent + $0.28 to render is over $0.50
     summary = (tmp_path / "reports" / "tiny" / "summary.md").read_text(encoding="utf-8")
     assert "$0.28 spent + $0.28 to render = $0.56 of $0.50 budget (**OVER budget**)" in summary
@@ -150,7 +145,7 @@ def test_plan_report_counts_spending_on_dropped_shots_like_the_budget_check(tmp_
 
 def test_run_report_counts_spending_on_dropped_shots(tmp_path: Path) -> None:
     _spend_on_a_shot_then_drop_it(tmp_path)
-    result = cli(tmp_path, "run", "tiny.yaml", "--simulate", "--max-usd", "1")
+    result = run_cli(tmp_path, "run", "tiny.yaml", "--simulate", "--max-usd", "1")
     assert result.code == 0, result.err
     totals = json.loads((tmp_path / "reports" / "tiny" / "report.json").read_text(encoding="utf-8"))["totals"]
     assert (totals["usd_spent"], totals["superseded_jobs"], totals["superseded_usd"]) == (0.56, 1, 0.28)
@@ -158,6 +153,6 @@ def test_run_report_counts_spending_on_dropped_shots(tmp_path: Path) -> None:
 
 def test_a_dotenv_that_is_not_utf8_is_one_line_and_exit_2(workdir: Path) -> None:
     (workdir / ".env").write_bytes(b"APIDOT_API_KEY=\xff\xfe\n")
-    result = cli(workdir, "report", "manifests/ad-localization.yaml")
+    result = run_cli(workdir, "report", "manifests/ad-localization.yaml")
     assert result.code == 2
     assert result.err == ".env: cannot read it: it is not UTF-8 text; fix or remove the file\n"

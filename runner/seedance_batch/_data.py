@@ -9,6 +9,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+__all__ = ["data_path", "schemas_dir"]
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 

@@ -31,7 +31,7 @@ from ..errors import Location, ManifestError
 from ..expand.params import CHOICE, INTEGER, MODEL, PARAMS
 from .yamlsrc import shown
 
-__all__ = ["axis_value_errors", "did_you_mean", "ecma_pattern", "manifest_errors", "manifest_schema"]
+__all__ = ["Locate", "axis_value_errors", "did_you_mean", "ecma_pattern", "manifest_errors", "manifest_schema"]
 
 # The catalog (schemas/models.json or --prices) is the authority on a parameter's model,
 # choices and range; the schema's enums and bounds exist for editor completion, so the

@@ -123,9 +123,9 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(usd=usd, duration=duration, state_word=state_word, tone=_tone, ratio=css_ratio, when=when)
+    env.filters.update(usd=usd, duration=duration, state_word=state_word, tone=_tone, ratio=_css_ratio, when=when)
     env.globals.update(span=span)
-    env.globals.update(short_prompt=short_prompt)
+    env.globals.update(short_prompt=_short_prompt)
     return env
 
 
@@ -142,13 +142,13 @@ def _tone(row_or_state: ReportRow | str) -> str:
     return _TONE.get(row_or_state, "idle")
 
 
-def css_ratio(ratio: str | None) -> str:
+def _css_ratio(ratio: str | None) -> str:
     """``16:9`` -> ``16 / 9`` for CSS ``aspect-ratio``; 16 / 9 when unset or odd."""
     match = _RATIO.match(ratio or "")
     return f"{match.group(1)} / {match.group(2)}" if match else "16 / 9"
 
 
-def short_prompt(row: ReportRow, limit: int = 90) -> str:
+def _short_prompt(row: ReportRow, limit: int = 90) -> str:
     """The prompt's first line, cut at a word near ``limit`` characters."""
     text = " ".join(row.prompt.split())
     if len(text) <= limit:

@@ -61,7 +61,7 @@ def report_csv(report: Report) -> str:
 
 def _csv_values(row: ReportRow) -> dict[str, Any]:
     return {
-        "label": row.label, "shot": row.shot, "combination": combination_text(row), "state": row.state,
+        "label": row.label, "shot": row.shot, "combination": _combination_text(row), "state": row.state,
         **_param_cells(row, _WITH_STATE),
         "attempts": row.attempts, "credits": row.credits, "cost_usd": _money(row.cost_usd),
         "fal_usd": _money(row.comparison_usd), "spent_usd": _money(row.spent_usd),
@@ -86,7 +86,7 @@ def _cell(name: str, value: Any) -> str:
     return text
 
 
-def combination_text(row: ReportRow) -> str:
+def _combination_text(row: ReportRow) -> str:
     """``locale=en-US; ratio=16:9``: the combination in one cell."""
     return "; ".join(f"{axis}={value}" for axis, value in row.combination)
 

@@ -120,13 +120,13 @@ def read_task(data: Mapping[str, Any], secrets: Iterable[str | None] = ()) -> Ta
     message = data.get("error_message")
     return TaskPayload(
         task_id=data.get("task_id"),
-        status=status_word(data.get("status"), secrets),
+        status=_status_word(data.get("status"), secrets),
         files=_files(data),
         error_message=text_of(message, secrets) if message else None,
     )
 
 
-def status_word(value: object, secrets: Iterable[str | None] = ()) -> str | None:
+def _status_word(value: object, secrets: Iterable[str | None] = ()) -> str | None:
     """A status word as it may be stored and shown; None when there is none."""
     return service_text(value, secrets, MAX_STATUS_WORD) if isinstance(value, str) and value else None
 

@@ -92,7 +92,7 @@ class Runtime:
         return True
 
 
-class Endpoints:
+class _Endpoints:
     """The route handlers, bound to one service and runtime."""
 
     def __init__(self, service: SimService, runtime: Runtime) -> None:
@@ -148,7 +148,7 @@ class Endpoints:
     async def _answer(self, request: Request, reply: Reply) -> Response:
         fault = reply.fault
         if fault == "drop":
-            return await drop_connection(request)
+            return await _drop_connection(request)
         if fault == "malformed":
             return Response(MALFORMED_BODY, 200, media_type="application/json")
         if fault == "error_code":
@@ -159,13 +159,13 @@ class Endpoints:
         if fault == "ambiguous_submit":
             # The task exists and is billed; the client must never learn its id.
             await self.runtime.pause(self.service.config.faults.hang_seconds)
-            return await drop_connection(request)
+            return await _drop_connection(request)
         if fault == "slow" and await self.runtime.pause(self.service.config.faults.slow_seconds):
-            return await drop_connection(request)
+            return await _drop_connection(request)
         return JSONResponse(dict(reply.body or {}), reply.status, headers=dict(reply.headers))
 
 
-async def drop_connection(request: Request) -> Response:
+async def _drop_connection(request: Request) -> Response:
     """Close the client's connection without a single byte of answer.
 
     ASGI has no way to say "hang up", so this reaches uvicorn's transport through
@@ -206,7 +206,7 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Callable[[], flo
     """
     service = SimService(config or SimulatorConfig(), clock)
     runtime = Runtime(service)
-    endpoints = Endpoints(service, runtime)
+    endpoints = _Endpoints(service, runtime)
     routes = [
         Route("/api/generate/submit", endpoints.submit, methods=["POST"]),
         Route("/api/generate/status/{task_id}", endpoints.status, methods=["GET"]),

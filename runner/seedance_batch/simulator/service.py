@@ -30,7 +30,7 @@ from .assets import file_url
 from .config import REQUEST_FAULTS, SimulatorConfig
 from .tasks import Task, draw, make_task
 
-__all__ = ["Reply", "SimService", "error_body"]
+__all__ = ["RateWindow", "Reply", "SimService", "error_body"]
 
 STATES = ("not_started", "running", "finished", "failed")
 # Faults acted out instead of doing the work; the others happen after it.

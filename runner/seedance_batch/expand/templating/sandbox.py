@@ -151,7 +151,7 @@ def _dict(*args: Any, **kwargs: Any) -> dict[Any, Any]:
     return dict(*args, **kwargs)
 
 
-def finalize(value: Any) -> Any:
+def _finalize(value: Any) -> Any:
     """Check one ``{{ ... }}`` write: a value (not a function), short enough, within the render's budget."""
     if value.__class__ is not str and not isinstance(value, Undefined):
         size = text_size(value)  # refuses functions; up to MAX_TEXT steps, so worth a look at the clock
@@ -167,7 +167,7 @@ def finalize(value: Any) -> Any:
 
 
 def _environment() -> Sandbox:
-    env = Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, finalize=finalize)
+    env = Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, finalize=_finalize)
     env.filters.pop("random")  # a different request, so a new job to pay for, on every run
     env.filters["sum"] = bounded_sum
     env.filters = {name: guarded_filter(name, func) for name, func in env.filters.items()}

@@ -17,7 +17,8 @@ from ...errors import LedgerError, Location
 from ...times import now_iso
 from ..migrations import MIGRATIONS, Steps, known_migrations, shown_names
 
-__all__ = ["STEPS", "applied_migrations", "check_shape", "migrate"]
+# The steps are exported by their migration names (the registry takes the function names).
+__all__ = ["STEPS", "applied_migrations", "check_shape", "m001_jobs_and_events", "migrate"]
 
 NOT_A_LEDGER_HINT = "point --state at another file, or move this one away"
 
