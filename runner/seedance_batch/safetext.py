@@ -64,6 +64,9 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     """``text`` with every secret given and every credential-shaped token replaced."""
     for secret in sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
+    lowered = text.lower()  # the pattern is case-insensitive: so is its precheck
+    if "sk-" not in lowered and "bearer" not in lowered:
+        return text  # nothing credential-shaped (most texts: a report scrubs thousands of them)
     return _CREDENTIAL.sub(lambda m: f"{m.group(1)} {REDACTED}" if m.group(1) else REDACTED, text)
 
 
@@ -121,4 +124,6 @@ def _escape(match: re.Match[str]) -> str:
 
 def xml_safe(text: str) -> str:
     """``text`` without the characters XML 1.0 cannot carry."""
+    if text.isprintable():
+        return text  # no control character, surrogate or noncharacter: the usual case, at C speed
     return _NOT_XML.sub("", text)

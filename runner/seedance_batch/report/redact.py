@@ -101,4 +101,6 @@ class Redactor:
 
     @staticmethod
     def _finish(value: str) -> str:
-        return xml_safe(_URL.sub(lambda m: redact_url(m.group(0)), value))
+        if "://" in value:  # a URL can only be where its scheme separator is
+            value = _URL.sub(lambda m: redact_url(m.group(0)), value)
+        return xml_safe(value)
