@@ -15,6 +15,7 @@ Absent binaries skip the tests that need a server, with the reason; with
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import pwd
 import shutil
@@ -40,6 +41,7 @@ class PostgresServer:
     folder: Path
     socket_dir: Path
     port: int
+    settings: tuple[str, ...] = ()  # more ``-c name=value`` server settings (bench/multi_runner.py: pg_stat_statements)
 
     @property
     def socket_url(self) -> str:
@@ -54,6 +56,15 @@ class PostgresServer:
         """The socket URL of another database on this server."""
         return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
 
+    def stop_immediately(self) -> None:
+        """``pg_ctl -m immediate stop``: every connection dropped at once, as a crash would."""
+        _pg_ctl(self, "-m", "immediate", "-w", "stop")
+
+    def start(self) -> None:
+        """Start the server again on the same folder, socket and port."""
+        options = " ".join([_options(self.socket_dir, self.port), *(f"-c {each}" for each in self.settings)])
+        _pg_ctl(self, "-o", options, "-l", str(self.folder / "log"), "-w", "start")
+
 
 def postgres_bin() -> Path | None:
     """The newest Debian PostgreSQL server ``bin`` folder, or None."""
@@ -66,6 +77,17 @@ def skip_or_fail(reason: str) -> None:
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{reason} ({REQUIRE_ENV}=1: a server is required here)")
     pytest.skip(reason)
+
+
+def _options(sockets: Path, port: int) -> str:
+    return f"-k {sockets} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+
+
+def _pg_ctl(server: PostgresServer, *args: str) -> None:
+    bindir = postgres_bin()
+    assert bindir is not None
+    subprocess.run([str(bindir / "pg_ctl"), "-D", str(server.folder / "data"), *args], check=True,
+                   capture_output=True, preexec_fn=_runner(_run_as()), timeout=120)
 
 
 def _free_port() -> int:
@@ -94,8 +116,8 @@ def _runner(user: pwd.struct_passwd | None):  # type: ignore[no-untyped-def]
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """Start a fresh server; stop it and remove its folder on exit."""
+def postgres_server(settings: tuple[str, ...] = ()) -> Iterator[PostgresServer]:
+    """Start a fresh server (``settings``: more ``name=value`` server settings); stop it and remove its folder on exit."""
     bindir = postgres_bin()
     if bindir is None:
         skip_or_fail("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
@@ -120,14 +142,42 @@ def postgres_server() -> Iterator[PostgresServer]:
              "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"],
             check=True, capture_output=True, preexec_fn=become, timeout=120,
         )
-        options = f"-k {sockets} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        subprocess.run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
-            check=True, capture_output=True, preexec_fn=become, timeout=120,
-        )
-        yield PostgresServer(folder, sockets, port)
+        server = PostgresServer(folder, sockets, port, settings)
+        server.start()
+        yield server
     finally:
         if data.exists():
             subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                            capture_output=True, preexec_fn=become, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- fixtures (registered in conftest.py): one server per test session, one database per test ---
+
+_DATABASES = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test session's own (skipped, or failed under CI, without the binaries)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's server, dropped afterwards; its name."""
+    import psycopg
+
+    name = f"t{os.getpid()}_{next(_DATABASES)}"
+    with psycopg.connect(postgres.socket_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with psycopg.connect(postgres.socket_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer, pg_database: str) -> str:
+    """The socket URL of a fresh, empty database (no ledger in it yet)."""
+    return postgres.url(pg_database)
