@@ -23,6 +23,7 @@ from starlette.routing import Route
 from seedance_batch.errors import UsageError
 from seedance_batch.expand import request_key
 from seedance_batch.simulator import (
+    Answers,
     Faults,
     Latency,
     SimulatorConfig,
@@ -38,6 +39,11 @@ BODY = {"model": "seedance-2", "input": {"prompt": "a red kite over a beach", "d
 # No jitter, so a task's timeline is known exactly: queued 10 s, then 20 + 2 x 5 = 30 s running.
 EXACT = Latency(queue_seconds=10, base_seconds=20, per_video_second=2, jitter=0)
 FAST = 0.0005  # time_scale: a whole task life takes a few milliseconds
+# Every answer in one shape (files at data.output.files, only the video, "finished"), for the
+# tests about something else; the shapes themselves are tested in test_simulator_realism.py.
+PLAIN = Answers(files_at_data=0, thumbnail=0, completed=0)
+# The rate limit earlier versions had (60 s sliding window, Retry-After always), for the tests of it.
+SLIDING = {"rate_window": 60.0, "rate_limit_mode": "sliding", "retry_after": True}
 
 
 class Clock:
@@ -59,7 +65,7 @@ def body(**changes: Any) -> dict[str, Any]:
 
 @contextmanager
 def simulator(clock: Clock | None = None, **knobs: Any) -> Iterator[tuple[Any, httpx.Client]]:
-    config = SimulatorConfig(**knobs)
+    config = SimulatorConfig(**{"answers": PLAIN, **knobs})
     kwargs = {"clock": clock} if clock else {}
     with run_simulator(config, **kwargs) as sim, httpx.Client(base_url=sim.base_url, headers=KEY, timeout=10) as http:
         yield sim, http
@@ -120,7 +126,7 @@ def test_invalid_submit_is_400_naming_the_field(payload: Any, message: str) -> N
     with simulator() as (sim, http):
         response = submit(http, payload)
         assert response.status_code == 400
-        assert response.json() == {"code": 400, "error": {"type": "invalid_request", "message": message}}
+        assert response.json() == {"code": 400, "error": {"type": "invalid_request_error", "message": message}}
         assert sim.stats()["tasks"]["total"] == 0
 
 
@@ -221,15 +227,16 @@ def test_submits_beyond_the_balance_get_402() -> None:
         assert [submit(http, body(prompt=f"shot {i}")).status_code for i in range(2)] == [200, 200]
         refused = submit(http, body(prompt="shot 3"))
         assert refused.status_code == 402
-        assert refused.json()["error"] == {"type": "insufficient_credits",
-                                           "message": "this job costs 200 credits; 50 credits left"}
+        message = "this job costs 200 credits; 50 credits left"
+        assert refused.json() == {"code": 402, "error": {"type": "insufficient_credits", "message": message},
+                                  "message": message}
         assert submit(http, body(prompt="cheap", resolution="480p", duration=4)).status_code == 402  # 80 > 50
-        assert sim.stats()["credits"] == {"balance": 450, "spent": 400, "left": 50}
+        assert sim.stats()["credits"] == {"balance": 450, "spent": 400, "refunded": 0, "left": 50}
 
 
 def test_submits_past_the_rate_limit_get_429_with_retry_after() -> None:
     clock = Clock()
-    with simulator(clock, submits_per_minute=2) as (sim, http):
+    with simulator(clock, submits_per_minute=2, **SLIDING) as (sim, http):
         codes = [submit(http, body(prompt=f"p{i}")).status_code for i in range(2)]
         clock.advance(20)
         limited = submit(http, body(prompt="p2"))
@@ -243,7 +250,7 @@ def test_submits_past_the_rate_limit_get_429_with_retry_after() -> None:
 
 def test_the_rate_limit_window_is_a_service_minute() -> None:
     clock = Clock()
-    with simulator(clock, submits_per_minute=1, time_scale=0.5) as (_, http):  # a minute lasts 30 s
+    with simulator(clock, submits_per_minute=1, time_scale=0.5, **SLIDING) as (_, http):  # a minute lasts 30 s
         assert submit(http, body(prompt="a")).status_code == 200
         clock.advance(10)
         limited = submit(http, body(prompt="b"))
@@ -254,7 +261,7 @@ def test_the_rate_limit_window_is_a_service_minute() -> None:
 
 def test_status_calls_have_their_own_limit() -> None:
     clock = Clock()
-    with simulator(clock, status_per_minute=1) as (sim, http):
+    with simulator(clock, status_per_minute=1, **SLIDING) as (sim, http):
         task_id = submit(http).json()["data"]["task_id"]
         assert http.get(f"/api/generate/status/{task_id}").status_code == 200
         limited = http.get(f"/api/generate/status/{task_id}")
@@ -455,7 +462,8 @@ def test_duplicate_stale_and_flat_deliveries(receiver: tuple[Receiver, str]) -> 
         stats = sim.stats()["webhooks"]
     terminal = {"task_id": task_id, "status": "failed", "files": []}
     assert events == [terminal, terminal, {"task_id": task_id, "status": "running", "files": []}]
-    assert stats == {"scheduled": 1, "sent": 3, "delivered": 3, "failed": 0, "duplicates": 1, "delayed": 0, "stale": 1}
+    assert stats == {"scheduled": 1, "sent": 3, "delivered": 3, "failed": 0, "duplicates": 1, "delayed": 0, "stale": 1,
+                     "dropped": 0, "signed": 0}
 
 
 def test_delayed_deliveries_come_late(receiver: tuple[Receiver, str]) -> None:
@@ -491,7 +499,7 @@ def test_stats_count_submits_per_job_key_and_status_calls() -> None:
     assert stats["submits"]["by_body"] == {request_key(BODY): 2, request_key(body(prompt="other")): 1}
     assert stats["submits"]["requests"] == 3 and stats["submits"]["accepted"] == 3
     assert stats["status_calls"] == 1 and stats["tasks"]["total"] == 3
-    assert stats["credits"] == {"balance": None, "spent": 600, "left": None}
+    assert stats["credits"] == {"balance": None, "spent": 600, "refunded": 0, "left": None}
 
 
 def test_bad_knobs_are_usage_errors() -> None:

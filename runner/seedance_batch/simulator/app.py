@@ -4,8 +4,9 @@ Routes::
 
     POST /api/generate/submit              the contract's submit
     GET  /api/generate/status/{task_id}    the contract's status
-    GET  /files/{task_id}/video.mp4        result files (signed, expiring URLs)
+    GET  /files/{task_id}/{name}           result files: video.mp4, thumb.png (signed, expiring URLs)
     GET  /_sim/stats                       counters for tests and benchmarks
+    GET  /_sim/tasks                       every task's times and fate (what a benchmark measures lag against)
     GET  /                                 what this server is
 
 Handlers read the request, ask the service what to answer, and act out faults.
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .assets import sample_mp4, signature_ok
+from .assets import FILES, signature_ok
 from .config import SimulatorConfig
 from .service import Reply, SimService, error_body
 from .webhooks import WebhookSender
@@ -114,27 +115,32 @@ class _Endpoints:
         return await self._answer(request, reply)
 
     async def video(self, request: Request) -> Response:
-        """``GET /files/{task_id}/video.mp4``: the sample MP4, if the URL is signed and fresh."""
-        service, task_id = self.service, request.path_params["task_id"]
+        """``GET /files/{task_id}/{name}``: the sample MP4 (or thumbnail), if the URL is signed and fresh."""
+        service, task_id, name = self.service, request.path_params["task_id"], request.path_params["name"]
         now = service.clock()
         task = service.tasks.get(task_id)
-        if task is None or task.status_at(now) != "finished":
+        if task is None or task.status_at(now) != "finished" or name not in FILES:
             service.counts["404"] += 1
-            return JSONResponse(error_body(404, "not_found", f"no file for task {task_id!r}"), 404)
+            return JSONResponse(error_body(404, "not_found", f"no file {name!r} for task {task_id!r}"), 404)
         expires, signature = request.query_params.get("expires"), request.query_params.get("signature")
-        if not signature_ok(service.secret, task_id, expires, signature):
+        if not signature_ok(service.secret, task_id, expires, signature, name):
             service.counts["403"] += 1
             return JSONResponse(error_body(403, "forbidden", "the file URL's signature is not valid"), 403)
         if now > int(expires or 0):
             service.counts["403"] += 1
             message = "the file URL expired; ask for the task's status again for a fresh one"
             return JSONResponse(error_body(403, "url_expired", message), 403)
-        service.counts["files_served"] += 1
-        return Response(sample_mp4(), media_type="video/mp4")
+        media_type, content = FILES[name]
+        service.counts["files_served" if name == "video.mp4" else "thumbnails_served"] += 1
+        return Response(content(), media_type=media_type)
 
     async def stats(self, request: Request) -> Response:
         """``GET /_sim/stats``."""
         return JSONResponse(self.service.stats())
+
+    async def tasks(self, request: Request) -> Response:
+        """``GET /_sim/tasks``: see :meth:`SimService.task_times`."""
+        return JSONResponse(self.service.task_times())
 
     async def index(self, request: Request) -> Response:
         """``GET /``: what this server is and its routes."""
@@ -143,6 +149,7 @@ class _Endpoints:
             "submit": "POST /api/generate/submit",
             "status": "GET /api/generate/status/{task_id}",
             "stats": "GET /_sim/stats",
+            "tasks": "GET /_sim/tasks",
         })
 
     async def _answer(self, request: Request, reply: Reply) -> Response:
@@ -210,8 +217,9 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Callable[[], flo
     routes = [
         Route("/api/generate/submit", endpoints.submit, methods=["POST"]),
         Route("/api/generate/status/{task_id}", endpoints.status, methods=["GET"]),
-        Route("/files/{task_id}/video.mp4", endpoints.video, methods=["GET"]),
+        Route("/files/{task_id}/{name}", endpoints.video, methods=["GET"]),
         Route("/_sim/stats", endpoints.stats, methods=["GET"]),
+        Route("/_sim/tasks", endpoints.tasks, methods=["GET"]),
         Route("/", endpoints.index, methods=["GET"]),
     ]
     handlers = {Exception: _crashed(service), HTTPException: _http_error}

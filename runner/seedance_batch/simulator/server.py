@@ -34,13 +34,20 @@ class RunningSimulator:
 
     def stats(self) -> dict[str, Any]:
         """The same dict as ``GET /_sim/stats``, read on the server's own thread."""
+        return self._read(lambda service: service.stats())
+
+    def tasks(self) -> dict[str, Any]:
+        """The same dict as ``GET /_sim/tasks`` (every task's times and fate)."""
+        return self._read(lambda service: service.task_times())
+
+    def _read(self, what: Callable[[SimService], dict[str, Any]]) -> dict[str, Any]:
         loop = self._app.state.runtime.loop
         service: SimService = self._app.state.sim
         if loop is None or loop.is_closed():
-            return service.stats()
+            return what(service)
 
         async def read() -> dict[str, Any]:
-            return service.stats()
+            return what(service)
 
         return asyncio.run_coroutine_threadsafe(read(), loop).result(timeout=10)
 

@@ -5,21 +5,26 @@ JSON body, headers, and a fault to act out), and keeps the counters that
 ``GET /_sim/stats`` shows. The HTTP layer (``app.py``) only translates. All of
 it runs on the server's event loop thread, so no locks are needed.
 
-Error bodies have one shape, for every status::
+Error bodies are the published shape, for every status (see :func:`.shapes.error_body`)::
 
-    {"code": 400, "error": {"type": "invalid_request", "message": "input.duration: ..."}}
+    {"code": 400, "error": {"message": "input.duration: ...", "type": "invalid_request_error"}}
 
-(the contract documents the classes, not the body; this shape is an assumption).
-A 400 lists every problem, each as ``field: message``, joined by ``"; "``.
+some (402, 429) with a top-level ``message`` too. A 400 lists every problem, each as
+``field: message``, joined by ``"; "``.
+
+Rate limits are counted per API key, submits and status calls each in their own
+window (:mod:`.limits`); credits are charged at submit and a failed task's refund is
+given back when it fails (:meth:`SimService.balance_now`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +33,8 @@ from ..expand import request_key
 from ..models import RuleViolation, check_request, load_catalog, price_request
 from .assets import file_url
 from .config import REQUEST_FAULTS, SimulatorConfig
+from .limits import RateWindow, make_window
+from .shapes import error_body, status_data
 from .tasks import Task, draw, make_task
 
 __all__ = ["RateWindow", "Reply", "SimService", "error_body"]
@@ -48,33 +55,8 @@ class Reply:
     fault: str | None = None
 
 
-def error_body(status: int, kind: str, message: str) -> dict[str, Any]:
-    """The one error shape: ``{"code": status, "error": {"type": kind, "message": message}}``."""
-    return {"code": status, "error": {"type": kind, "message": message}}
-
-
-def _error(status: int, kind: str, message: str, headers: Mapping[str, str] | None = None) -> Reply:
+def _error(status: int, kind: str | None, message: str, headers: Mapping[str, str] | None = None) -> Reply:
     return Reply(status, error_body(status, kind, message), dict(headers or {}))
-
-
-class RateWindow:
-    """At most ``limit`` admissions in any ``window`` seconds (a sliding log)."""
-
-    def __init__(self, limit: int | None, window: float = 60.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._times: deque[float] = deque()
-
-    def admit(self, now: float) -> float | None:
-        """None when admitted (and counted); else seconds until a slot frees up."""
-        if self.limit is None:
-            return None
-        while self._times and self._times[0] <= now - self.window:
-            self._times.popleft()
-        if len(self._times) >= self.limit:
-            return self._times[0] + self.window - now
-        self._times.append(now)
-        return None
 
 
 class SimService:
@@ -92,11 +74,9 @@ class SimService:
         self.asked: Counter[str] = Counter()  # status calls per task id
         self.counts: Counter[str] = Counter()  # requests, errors by status, faults, files
         self.webhooks: Counter[str] = Counter()
-        minute = 60.0 * config.time_scale  # a service minute, in real seconds
-        self._windows = {
-            "submit": RateWindow(config.submits_per_minute, minute),
-            "status": RateWindow(config.status_per_minute, minute),
-        }
+        self.refunded = 0  # credits given back for failed tasks (counted when they fail)
+        self._refunds: list[tuple[float, str]] = []  # (when, task id) of refunds still to come: a heap
+        self._windows: dict[tuple[str, str], RateWindow] = {}  # (API key, scope) -> its window
 
     # -- the gate every API call passes -------------------------------------------------------
 
@@ -104,13 +84,28 @@ class SimService:
         if not self._key_ok(authorization):
             self.counts["401"] += 1
             return _error(401, "authentication_error", "missing or invalid API key; send Authorization: Bearer <key>")
-        wait = self._windows[endpoint].admit(now)
-        if wait is not None:
+        window = self._window(endpoint, authorization or "")
+        wait = None if window is None else window.admit(now)
+        if window is not None and wait is not None:
             self.counts[f"429.{endpoint}"] += 1
-            limit = self._windows[endpoint].limit
-            retry = str(max(1, int(wait + 0.999)))
-            return _error(429, "rate_limited", f"more than {limit} {endpoint} calls per minute", {"Retry-After": retry})
+            # Retry-After is real seconds, whole, at least 1 (HTTP's form); only when told to send it.
+            headers = {"Retry-After": str(max(1, int(wait + 0.999)))} if self.config.retry_after else {}
+            scope = "submits" if endpoint == "submit" else "status calls"
+            message = (f"rate limit reached: at most {window.limit} {scope} per {self.config.rate_window:g} s; "
+                       "slow down and try again")
+            return _error(429, None, message, headers)
         return None
+
+    def _window(self, endpoint: str, authorization: str) -> RateWindow | None:
+        """The rate window of this key in this scope (made at its first call); None: no limit."""
+        limit = self.config.per_window(endpoint)
+        if limit is None:
+            return None
+        found = self._windows.get((authorization, endpoint))
+        if found is None:
+            seconds = self.config.rate_window * self.config.time_scale  # a service window, in real seconds
+            found = self._windows[(authorization, endpoint)] = make_window(self.config.rate_limit_mode, limit, seconds)
+        return found
 
     def _key_ok(self, authorization: str | None) -> bool:
         scheme, _, key = (authorization or "").partition(" ")
@@ -169,19 +164,20 @@ class SimService:
     def _invalid(self, problems: list[RuleViolation]) -> Reply:
         """400, every problem as ``field: message``."""
         self.counts["400"] += 1
-        return _error(400, "invalid_request", "; ".join(f"{p.field}: {p.message}" for p in problems))
+        return _error(400, None, "; ".join(f"{p.field}: {p.message}" for p in problems))
 
     def _accept(self, body: Mapping[str, Any], key: str, now: float, fault: str | None) -> tuple[Reply, Task | None]:
         cost = price_request(body, self.catalog).credits
-        balance = self.config.credits
-        if balance is not None and self.spent + cost > balance:
+        left = self.balance_now(now)
+        if left is not None and cost > left:
             self.counts["402"] += 1
-            left = balance - self.spent
-            return _error(402, "insufficient_credits", f"this job costs {cost} credits; {left} credits left"), None
+            return _error(402, None, f"this job costs {cost} credits; {left} credits left"), None
         task = make_task(self.config, body, key, self.accepted[key], now, cost, catalog=self.catalog)
         self.accepted[key] += 1
         self.spent += cost
         self.tasks[task.task_id] = task
+        if task.refund:
+            heapq.heappush(self._refunds, (task.ends_at, task.task_id))
         data = {"task_id": task.task_id, "status": "not_started", "created_time": task.created_time}
         return Reply(200, {"code": 200, "data": data}, fault=fault), task
 
@@ -203,27 +199,33 @@ class SimService:
         if task is None:
             self.counts["404"] += 1
             return _error(404, "not_found", f"no task {task_id!r}")
-        state = task.status_at(now)
-        files = self.files(task, base_url, now) if state == "finished" else []
-        data = {
-            "task_id": task_id,
-            "status": state,
-            "created_time": task.created_time,
-            "output": {"files": files} if files else None,
-            "error_message": task.error_message if state == "failed" else None,
-        }
+        data = status_data(task, now, self.config.answers, self.config.faults.seed, self._url_maker(task, base_url, now))
         return Reply(200, {"code": 200, "data": data}, fault=fault)
 
     def files(self, task: Task, base_url: str, now: float) -> list[dict[str, str]]:
-        """The task's result files, with URLs valid for ``url_ttl`` service seconds from ``now``."""
+        """The task's video as a webhook event lists it, its URL valid for ``url_ttl`` service seconds."""
+        return [{"file_url": self._url_maker(task, base_url, now)("video.mp4"), "file_type": "video"}]
+
+    def _url_maker(self, task: Task, base_url: str, now: float) -> Callable[[str], str]:
         expires = int(now + self.config.url_ttl * self.config.time_scale + 0.999)
-        return [{"file_url": file_url(base_url, self.secret, task.task_id, expires), "file_type": "video"}]
+        return lambda name: file_url(base_url, self.secret, task.task_id, expires, name)
+
+    # -- credits ------------------------------------------------------------------------------
+
+    def balance_now(self, now: float) -> int | None:
+        """Credits left at ``now`` (None: unlimited), failed tasks' refunds given back as they fail."""
+        while self._refunds and self._refunds[0][0] <= now:
+            _, task_id = heapq.heappop(self._refunds)
+            self.refunded += self.tasks[task_id].refund
+        balance = self.config.credits
+        return None if balance is None else balance - self.spent + self.refunded
 
     # -- introspection ------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """Everything ``GET /_sim/stats`` shows (see the package docstring for the fields)."""
         now = self.clock()
+        left = self.balance_now(now)
         by_state = Counter({name: 0 for name in STATES})
         by_state.update(task.status_at(now) for task in self.tasks.values())
         balance = self.config.credits
@@ -241,13 +243,31 @@ class SimService:
             "faults": {name: counts[f"fault.{name}"] for name in REQUEST_FAULTS},
             "webhooks": {name: self.webhooks[name] for name in WEBHOOK_COUNTS},
             "tasks": {"total": len(self.tasks), "by_state": dict(by_state)},
-            "credits": {"balance": balance, "spent": self.spent, "left": None if balance is None else balance - self.spent},
+            "credits": {"balance": balance, "spent": self.spent, "refunded": self.refunded, "left": left},
             "files_served": counts["files_served"],
+            "thumbnails_served": counts["thumbnails_served"],
             "config": self.config.summary(),
         }
 
 
-WEBHOOK_COUNTS = ("scheduled", "sent", "delivered", "failed", "duplicates", "delayed", "stale")
+    def task_times(self) -> dict[str, Any]:
+        """Every task's life as the simulator decided it (``GET /_sim/tasks``), for measuring lag.
+
+        Times are the simulator's clock (epoch seconds, real time): ``created``, ``starts_at``
+        (leaves ``not_started``), ``ends_at`` (finished or failed; for a ``stuck`` task, when
+        it would have ended). ``status`` is its state now.
+        """
+        now = self.clock()
+        return {
+            "clock": now,
+            "time_scale": self.config.time_scale,
+            "tasks": {task.task_id: {"created": task.created, "starts_at": task.starts_at, "ends_at": task.ends_at,
+                                     "fate": task.fate, "status": task.status_at(now)}
+                      for task in self.tasks.values()},
+        }
+
+
+WEBHOOK_COUNTS = ("scheduled", "sent", "delivered", "failed", "duplicates", "delayed", "stale", "dropped", "signed")
 
 
 def _parse(raw: bytes) -> dict[str, Any] | RuleViolation:

@@ -10,15 +10,21 @@ being decided, so the same seed and the same requests give the same tasks.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from statistics import NormalDist
 from typing import Any
 
 from ..models import Catalog, RenderTime, load_catalog, render_time
+from .checks import MAX_SECONDS
 from .config import Latency, SimulatorConfig
 
-__all__ = ["FAILURE_MESSAGES", "Task", "draw", "make_task", "render_seconds"]
+__all__ = ["FAILURE_MESSAGES", "Task", "draw", "make_task", "queue_seconds", "render_seconds"]
+
+# z of the 95th percentile of a standard normal: a lognormal's p95 is exp(mu + Z95 x sigma).
+Z95 = NormalDist().inv_cdf(0.95)
 
 # Assumption: APIDot documents no failure texts; these read like what such services say.
 FAILURE_MESSAGES = (
@@ -39,8 +45,12 @@ def draw(seed: int, *parts: object) -> float:
 class Task:
     """One accepted submit. Times are clock seconds (the simulator's clock, epoch-based).
 
-    ``fate`` is ``finished``, ``failed`` or ``stuck`` (running forever).
+    ``fate`` is ``finished``, ``failed`` or ``stuck`` (running forever; ``ends_at`` is
+    then when it would have ended, which its ``progress`` creeps towards).
     ``key`` is the job key of the body (``seedance_batch.expand.build.request_key``).
+    ``refund`` is what a failed task gives back (credits), at ``ends_at``. ``seed`` is the
+    body's ``input.seed`` (None without one): the field APIDot's own playground and client
+    code send, undocumented in its public table; accepted, and echoed in status answers.
     """
 
     task_id: str
@@ -53,6 +63,8 @@ class Task:
     credits: int
     callback_url: str | None = None
     error_message: str | None = None
+    refund: int = 0
+    seed: int | None = None
 
     def status_at(self, now: float) -> str:
         """``not_started`` -> ``running`` -> ``finished`` | ``failed`` (never, when stuck)."""
@@ -61,6 +73,16 @@ class Task:
         if self.fate == "stuck" or now < self.ends_at:
             return "running"
         return self.fate
+
+    def progress_at(self, now: float) -> int:
+        """Percent done: 0 queued, 1-99 running (a stuck task never passes 99), 100 ended."""
+        if now < self.starts_at:
+            return 0
+        if self.fate != "stuck" and now >= self.ends_at:
+            return 100
+        span = self.ends_at - self.starts_at
+        done = (now - self.starts_at) / span if span > 0 else 1.0
+        return max(1, min(99, int(100 * done)))
 
     @property
     def terminal(self) -> bool:
@@ -96,11 +118,12 @@ def make_task(
     model, data = str(body["model"]), body["input"]
     own = render_time(catalog or load_catalog(config.prices), model, str(data.get("resolution")), int(data.get("duration", 5)))
     figures = config.latency.figures(own)
-    queue = figures.queue_seconds * config.time_scale
+    queue = queue_seconds(config.latency, figures, draw(seed, "queue", task_id)) * config.time_scale
     running = render_seconds(config.latency, figures, model, data, draw(seed, "jitter", task_id))
-    message = None
+    message, refund = None, 0
     if fate == "failed":
         message = FAILURE_MESSAGES[int(draw(seed, "message", task_id) * len(FAILURE_MESSAGES))]
+        refund = int(credits * config.answers.refund)
     callback = body.get("callback_url")
     return Task(
         task_id=task_id,
@@ -112,8 +135,21 @@ def make_task(
         fate=fate,
         credits=credits,
         callback_url=callback if isinstance(callback, str) and callback else None,
+        seed=data.get("seed") if isinstance(data.get("seed"), int) else None,
         error_message=message,
+        refund=refund,
     )
+
+
+def queue_seconds(latency: Latency, figures: RenderTime, queue_draw: float) -> float:
+    """Simulated seconds in ``not_started`` (before ``time_scale``): the model's fixed wait,
+    or with a heavy-tailed queue a lognormal draw with the latency's median and p95."""
+    if latency.queue_median is None or latency.queue_p95 is None:
+        return figures.queue_seconds
+    mu = math.log(latency.queue_median)
+    sigma = (math.log(latency.queue_p95) - mu) / Z95
+    z = NormalDist().inv_cdf(min(max(queue_draw, 1e-12), 1.0 - 1e-12))
+    return min(MAX_SECONDS, math.exp(mu + sigma * z))
 
 
 def _fate(config: SimulatorConfig, task_id: str) -> str:
@@ -121,6 +157,6 @@ def _fate(config: SimulatorConfig, task_id: str) -> str:
     roll = draw(faults.seed, "fate", task_id)
     if roll < faults.task_fail:
         return "failed"
-    if roll < faults.task_fail + faults.task_stuck:
+    if roll < faults.task_fail + faults.stuck:
         return "stuck"
     return "finished"

@@ -5,19 +5,25 @@ then a task per delivery) and never hold up a response. Each one is a single
 POST with a short timeout; a receiver that fails or is down is counted, not
 retried (assumption: APIDot documents no retry policy, and the contract tells
 receivers to reconcile with the status endpoint anyway). Callback URLs are
-never logged.
+never logged. ``WebhookFaults.drop`` loses events (never sent, counted
+``dropped``); with ``WebhookFaults.secret`` every delivery is signed the Standard
+Webhooks way (:mod:`.signing`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from .service import SimService
+from .signing import message_id, signature_headers
 from .tasks import Task, draw
 
 __all__ = ["WebhookSender", "event_body"]
@@ -45,6 +51,9 @@ class WebhookSender:
         if task.callback_url is None or not task.terminal:
             return
         faults, seed = self.service.config.webhooks, self.service.config.faults.seed
+        if draw(seed, "webhook-drop", task.task_id) < faults.drop:
+            self.service.webhooks["dropped"] += 1  # lost on the way: the receiver never hears of it
+            return
         delay = max(0.0, task.ends_at - self.service.clock())
         if draw(seed, "webhook-delay", task.task_id) < faults.delay:
             delay += faults.delay_seconds * self.service.config.time_scale
@@ -71,18 +80,33 @@ class WebhookSender:
         status = task.fate  # terminal: finished or failed
         files = service.files(task, base_url, service.clock()) if status == "finished" else []
         event = event_body(shape, task.task_id, status, files)
-        await self._post(task.callback_url or "", event)
+        await self._post(task, status, event)
         if draw(seed, "webhook-duplicate", task.task_id) < service.config.webhooks.duplicate:
             service.webhooks["duplicates"] += 1
-            await self._post(task.callback_url or "", event)
+            await self._post(task, status, event)
         if draw(seed, "webhook-stale", task.task_id) < service.config.webhooks.out_of_order:
             service.webhooks["stale"] += 1
-            await self._post(task.callback_url or "", event_body(shape, task.task_id, "running", []))
+            await self._post(task, "running", event_body(shape, task.task_id, "running", []))
 
-    async def _post(self, url: str, event: dict[str, Any]) -> None:
+    def _headers(self, task: Task, status: str, body: bytes) -> dict[str, str]:
+        """Content type, and the Standard Webhooks signature when signing (a forged one for some)."""
+        headers = {"content-type": "application/json"}
+        hooks, seed = self.service.config.webhooks, self.service.config.faults.seed
+        key = hooks.signing_key
+        if key is None:
+            return headers
+        if draw(seed, "webhook-forged", task.task_id) < hooks.bad_signature:
+            key = secrets.token_bytes(len(key))
+        self.service.webhooks["signed"] += 1
+        stamp = int(time.time() + hooks.timestamp_offset)  # the receiver's clock is real time
+        return {**headers, **signature_headers(key, message_id(seed, task.task_id, status), stamp, body)}
+
+    async def _post(self, task: Task, status: str, event: dict[str, Any]) -> None:
         self.service.webhooks["sent"] += 1
+        body = json.dumps(event, separators=(",", ":")).encode()  # the exact bytes signed are the bytes sent
         try:
-            response = await self.client.post(url, json=event)
+            response = await self.client.post(task.callback_url or "", content=body,
+                                              headers=self._headers(task, status, body))
         except httpx.HTTPError as exc:
             # The exception text can hold the URL; say only what kind of failure it was.
             log.debug("webhook delivery failed: %s", type(exc).__name__)
