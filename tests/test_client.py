@@ -219,3 +219,77 @@ def test_a_webhook_body_that_is_no_event_says_what_is_wrong(body: object, messag
     with pytest.raises(BadEvent) as caught:
         webhook_event(body)
     assert str(caught.value) == message
+
+
+# --- the answers as the service really sends them ---------------------------------------------
+
+THUMB = {"file_url": "https://f/thumb.png", "file_type": "image"}
+VIDEO = {"file_url": "https://f/v.mp4", "file_type": "video"}
+
+
+@pytest.mark.parametrize("data", [
+    {"status": "finished", "output": {"files": [THUMB, VIDEO]}},
+    {"status": "finished", "files": [THUMB, VIDEO]},
+    {"status": "finished", "output": {"files": [THUMB]}, "files": [VIDEO]},  # one at each place
+    {"status": "finished", "output": {"files": [VIDEO]}, "files": [VIDEO]},  # the same at both
+], ids=["output.files", "data.files", "split", "both"])
+def test_the_video_is_the_entry_typed_video_wherever_the_files_are(data: dict) -> None:
+    assert task_status("t", data).file_urls == ("https://f/v.mp4",)
+
+
+def test_a_thumbnail_alone_is_no_video() -> None:
+    assert task_status("t", {"status": "finished", "files": [THUMB]}).file_urls == ()
+
+
+@pytest.mark.parametrize(("word", "normal", "finished"), [
+    ("finished", "finished", True), ("completed", "finished", True), ("failed", "failed", False),
+    ("processing", "processing", False), ("not_started", "not_started", False), ("queued_at_supplier_b", None, False),
+])
+def test_status_words(word: str, normal: str | None, finished: bool) -> None:
+    status = task_status("t", {"status": word})
+    assert status.status == (normal or word) and status.finished is finished and status.word == word
+    assert status.alias == ("completed" if word == "completed" else None)
+    assert status.terminal is (word in ("finished", "completed", "failed"))
+
+
+@pytest.mark.parametrize(("value", "read"), [
+    (0, 0), (37, 37), (100, 100), (55.0, 55), (101, None), (-1, None), (12.5, None), ("50", None), (True, None),
+    (None, None),
+])
+def test_progress_is_read_when_it_is_a_percentage(value: object, read: int | None) -> None:
+    assert task_status("t", {"status": "running", "progress": value}).progress == read
+
+
+@pytest.mark.parametrize(("value", "read"), [(200, 200), (0, 0), (56.0, 56), (-5, None), ("200", None),
+                                             (False, None), (2**64, None)])
+def test_credits_return_is_read_when_it_is_a_count(value: object, read: int | None) -> None:
+    assert task_status("t", {"status": "failed", "credits_return": value}).refund_credits == read
+
+
+def test_the_client_reads_completed_as_finished_and_logs_the_word_once(caplog: pytest.LogCaptureFixture) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        task_id = request.url.path.rsplit("/", 1)[1]
+        return httpx.Response(200, json={"code": 200, "data": {"task_id": task_id, "status": "completed",
+                                                               "files": [THUMB, VIDEO]}})
+
+    async def go() -> list:
+        async with client_for(handler) as client:
+            return [await client.status(f"task-{i}") for i in range(3)]
+
+    with caplog.at_level("INFO", logger="seedance_batch.run.client"):
+        answers = run(go)
+    assert [(a.status, a.file_urls) for a in answers] == [("finished", ("https://f/v.mp4",))] * 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "the service says 'completed' for 'finished'; read as finished (logged once per run)"]
+
+
+def test_published_error_bodies_give_their_message() -> None:
+    body = json.dumps({"code": 400, "error": {"message": "image_urls and reference_*_urls cannot be used together",
+                                              "type": "invalid_request_error"}}).encode()
+    error = error_for_response("submit", 400, {}, body)
+    assert isinstance(error, InvalidRequest)
+    assert error.message == "submit: HTTP 400: image_urls and reference_*_urls cannot be used together"
+    top = json.dumps({"code": 429, "message": "slow down", "error": {"type": "rate_limited"}}).encode()
+    limited = error_for_response("submit", 429, {}, top)
+    assert isinstance(limited, RateLimited) and limited.retry_after is None
+    assert limited.message == "submit: HTTP 429: slow down"  # the top-level message before the bare type

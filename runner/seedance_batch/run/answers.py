@@ -1,13 +1,20 @@
 """What the service says about a task, read in one place.
 
 A submit answer, a status answer and a webhook event carry the same payload:
-``{"data": {task_id, status, output: {files}, files, error_message}}``, or the same
-fields flat. :func:`read_task` reads it once (every text scrubbed and bounded); two
-judgements follow, because the two callers need different things:
+``{"data": {task_id, status, output: {files}, files, error_message, progress,
+credits_return}}``, or the same fields flat. :func:`read_task` reads it once (every
+text scrubbed and bounded); two judgements follow, because the two callers need
+different things:
 
-* :func:`task_status`, for the run's status calls: tolerant. An unknown or missing
-  status means "still running"; a file URL is kept only when it is usable (a bounded
-  http(s) URL without the key in it), videos first.
+* :func:`task_status`, for the run's status calls: tolerant. The status words are the
+  contract's: ``finished`` and ``completed`` (the web UI's alias) are finished,
+  ``failed`` is failed, and anything else (``not_started``, ``running``, ``processing``,
+  a word never seen, none at all) means "still in progress". The video is the entry
+  whose ``file_type`` is ``video`` (a thumbnail listed before it is never taken for
+  it), from ``data.output.files`` or ``data.files`` (both are read); a file URL is kept
+  only when it is usable (a bounded http(s) URL without the key in it). ``progress``
+  (0-100) and ``credits_return`` (a failed task's refund, in credits) are read when
+  they are numbers in range, else left out.
 * :func:`webhook_event`, for the receiver: strict. A body that is not a task event is
   refused (:class:`BadEvent`, answered 400), with what is wrong in words. Its file URLs
   are only counted, never used (an unsigned event cannot be trusted).
@@ -25,7 +32,9 @@ from urllib.parse import urlsplit
 from ..safetext import service_text
 
 __all__ = [
+    "FINISHED_WORDS",
     "MAX_FILE_URL",
+    "MAX_REFUND_CREDITS",
     "MAX_STATUS_WORD",
     "BadEvent",
     "FileEntry",
@@ -44,7 +53,11 @@ __all__ = [
 MAX_STATUS_WORD = 64
 # Signed file URLs carry long query strings (~1-2 KB for S3-style signatures).
 MAX_FILE_URL = 8192
-TERMINAL = frozenset({"finished", "failed"})
+# The words that mean finished: the contract's, and the one APIDot's own web UI also reads as finished.
+FINISHED_WORDS = frozenset({"finished", "completed"})
+TERMINAL = FINISHED_WORDS | {"failed"}
+# A refund is a count of credits; past 64 bits it is no figure a ledger can hold.
+MAX_REFUND_CREDITS = 2**63 - 1
 _EVENT_SHAPE = '(expected {"data": {"task_id", "status", "files"}} or the same flat)'
 
 
@@ -75,13 +88,19 @@ class TaskPayload:
 class TaskStatus:
     """A task as the status endpoint describes it. Unknown statuses mean "still running".
 
-    Every text in it was scrubbed and bounded; every file URL is usable.
+    ``status`` is the service's word, normalised: ``finished`` for ``completed`` too
+    (``word`` keeps what the service said). Every text in it was scrubbed and bounded;
+    every file URL is usable. ``progress`` is percent done (0-100) when the answer said;
+    ``refund_credits`` what the service says it gave back for a failed task, when it said.
     """
 
     task_id: str
     status: str
     file_urls: tuple[str, ...] = ()
     error_message: str | None = None
+    word: str | None = None
+    progress: int | None = None
+    refund_credits: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -90,6 +109,11 @@ class TaskStatus:
     @property
     def failed(self) -> bool:
         return self.status == "failed"
+
+    @property
+    def alias(self) -> str | None:
+        """The service's word when it is another word for ``status`` (``completed``), else None."""
+        return self.word if self.word is not None and self.word != self.status else None
 
     @property
     def terminal(self) -> bool:
@@ -137,8 +161,11 @@ def task_status(task_id: str, data: Mapping[str, Any], secrets: Iterable[str | N
     ``task_id`` is the one asked about (an id in the answer is not trusted to replace it).
     """
     task = read_task(data, secrets)
-    return TaskStatus(task_id=task_id, status=task.status or "unknown",
-                      file_urls=_video_urls(task.files or (), secrets), error_message=task.error_message)
+    word = task.status or "unknown"
+    return TaskStatus(task_id=task_id, status="finished" if word in FINISHED_WORDS else word,
+                      file_urls=_video_urls(task.files or (), secrets), error_message=task.error_message,
+                      word=word, progress=_count(data.get("progress"), 100),
+                      refund_credits=_count(data.get("credits_return"), MAX_REFUND_CREDITS))
 
 
 def webhook_event(body: object) -> WebhookEvent:
@@ -158,27 +185,44 @@ def webhook_event(body: object) -> WebhookEvent:
     return WebhookEvent(task.task_id, task.status, urls)
 
 
+def _count(value: object, most: int) -> int | None:
+    """A whole number from 0 to ``most`` (``12`` or ``12.0``); None for anything else (a bool, text, -1...)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if 0 <= value <= most else None
+
+
 def _files(data: Mapping[str, Any]) -> tuple[FileEntry, ...] | None:
-    """The items of ``data.output.files`` (where APIDot puts them), else of ``data.files``."""
+    """The items of ``data.output.files`` (the examples) then of ``data.files`` (the API reference).
+
+    Both are read: the contract shows each, and a service may fill either (or, in part, both).
+    None when a list is expected and something else is there.
+    """
     output = data.get("output")
-    files = (output.get("files") if isinstance(output, Mapping) else None) or data.get("files") or []
-    if not isinstance(files, list):
+    nested = (output.get("files") if isinstance(output, Mapping) else None) or []
+    flat = data.get("files") or []
+    if not isinstance(nested, list) or not isinstance(flat, list):
         return None
     return tuple(
         FileEntry(item.get("file_url"), item.get("file_type"), "file_type" in item) if isinstance(item, Mapping)
         else FileEntry(item)
-        for item in files
+        for item in (*nested, *flat)
     )
 
 
 def _video_urls(files: Iterable[FileEntry], secrets: Iterable[str | None]) -> tuple[str, ...]:
-    """The usable video URLs: entries typed ``video`` first, else the untyped ones.
+    """The usable video URLs: the entries typed ``video``, else (none typed so) the untyped ones.
 
-    A URL is used as sent, so it cannot be scrubbed: one that carries the key is dropped.
+    An entry typed anything else (an ``image`` thumbnail) is never taken for the video. A
+    URL is used as sent, so it cannot be scrubbed: one that carries the key is dropped;
+    the same URL listed twice (at both places) is kept once.
     """
     entries = list(files)
     chosen = [f for f in entries if f.file_type == "video"] or [f for f in entries if not f.typed]
-    return tuple(f.url for f in chosen if isinstance(f.url, str) and _usable_url(f.url, secrets))
+    urls = (f.url for f in chosen if isinstance(f.url, str) and _usable_url(f.url, secrets))
+    return tuple(dict.fromkeys(urls))
 
 
 def _usable_url(url: str, secrets: Iterable[str | None]) -> bool:

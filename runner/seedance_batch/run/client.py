@@ -28,7 +28,8 @@ answers in its name):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -71,6 +72,8 @@ MAX_TASK_ID = 256
 # How much of an unusable task id an error message shows (enough to find it in a dashboard).
 TASK_ID_PREVIEW = 80
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitAnswer:
@@ -107,6 +110,10 @@ class ApiClient:
         # bodies should not hold up status calls); it never carries the API key.
         self._files = httpx.AsyncClient(timeout=timeout, limits=FILE_LIMITS, transport=transport,
                                         follow_redirects=True, trust_env=False)
+        # Status words the service used for another word (``completed`` for finished), each logged once,
+        # and told to ``on_alias`` (the run shows it on its progress lines) once.
+        self.aliases: dict[str, str] = {}
+        self.on_alias: Callable[[str], None] | None = None
 
     @property
     def files(self) -> httpx.AsyncClient:
@@ -158,7 +165,16 @@ class ApiClient:
             raise InvalidRequest(f"status: not asked: {problem}")
         url = self.base_url + STATUS_PATH.format(task_id=quote(task_id, safe=""))
         payload = self._checked("status", await self._exchange("status", "GET", url))
-        return task_status(task_id, task_data(payload), self.secrets)
+        status = task_status(task_id, task_data(payload), self.secrets)
+        alias = status.alias
+        if alias is not None and alias not in self.aliases:
+            # Once per client (one per run): the word is worth knowing about, not on every answer.
+            self.aliases[alias] = status.status
+            said = f"the service says {one_line(alias)!r} for {status.status!r}; read as {status.status}"
+            log.info("%s (logged once per run)", said)
+            if self.on_alias is not None:
+                self.on_alias(f"{said} (said once per run)")
+        return status
 
     async def _exchange(self, op: str, method: str, url: str, body: Any = None) -> _Answer:
         """One request and its (bounded) answer, within the exchange deadline."""

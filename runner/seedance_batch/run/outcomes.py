@@ -144,8 +144,11 @@ def _json_object(content: bytes) -> dict[str, Any] | None:
 
 
 def _message(payload: Mapping[str, Any], secrets: Iterable[str | None]) -> str | None:
-    error = payload.get("error")
+    """The error's words: the published ``error.message``, else a top-level ``message`` (some
+    bodies carry one), else the error's ``type``; a plain ``error`` text is taken as it is."""
+    error: Any = payload.get("error")
+    kind = None
     if isinstance(error, Mapping):
-        error = error.get("message") or error.get("type")
-    text = error or payload.get("message") or payload.get("msg")
+        error, kind = error.get("message"), error.get("type")
+    text = error or payload.get("message") or payload.get("msg") or kind
     return text_of(text, secrets) if text else None
