@@ -1,14 +1,20 @@
 """When to ask for a task's status: a :class:`PollPolicy`, chosen by name from :data:`POLL_POLICIES`.
 
-A policy is pure arithmetic, no I/O: given what a run has seen finish, it says at
-what age (service seconds since the task was created) a job's next status check
-should land. The tracker (:mod:`.tracking`) asks it and keeps the schedule. Jobs
-expected to render alike share a :class:`Bucket`; a policy learns per bucket,
+A policy is pure arithmetic, no I/O: given what the run has seen of one job
+(:class:`Seen`: its answers so far, their ages, the ``progress`` they carried) and
+what it has learned from the jobs seen end, it says at what age (service seconds
+since the task was created) the job's next status check should land, and how likely
+the task is to have ended by a given age (:meth:`PollPolicy.chance_finished`: when
+status calls are scarcer than due polls, the tracker spends them on the jobs most
+likely finished). The tracker (:mod:`.tracking`) asks it and keeps the schedule.
+
+Jobs expected to render alike share a :class:`Bucket`; a policy learns per bucket,
 starting from a prior: the render time expected before anything has finished, from
 the model data (:func:`catalog_prior`, ``render`` in schemas/models.json).
 
-A new policy is a new module with a class that has these four methods, and a line
-in :data:`POLL_POLICIES`; ``RunSettings.poll_policy`` names the one a run uses.
+A new policy is a new module with a class that has these methods, and a line in
+:data:`POLL_POLICIES`; ``RunSettings.poll_policy`` names the one a run uses without
+callbacks, ``RunSettings.webhook_poll_policy`` the one with them (the safety net).
 
 All durations here are *service seconds*; the tracker multiplies them by the run's
 time scale (1 for APIDot; small under ``--simulate``).
@@ -17,12 +23,20 @@ time scale (1 for APIDot; small under ``--simulate``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ..models import Catalog, render_prior_seconds
 
-__all__ = ["POLL_POLICIES", "Bucket", "PolicyFactory", "PollPolicy", "Prior", "catalog_prior", "make_policy"]
+__all__ = [
+    "POLL_POLICIES", "QUEUED_WORDS", "Bucket", "Next", "PolicyFactory", "PollPolicy", "Prior", "Seen",
+    "catalog_prior", "make_policy",
+]
+
+# The words of a task still waiting for a renderer (the contract's ``not_started``).
+QUEUED_WORDS = frozenset({"not_started", "queued", "pending"})
+# Progress samples a job keeps (the last few answers that carried one while it ran).
+SAMPLES_KEPT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +46,50 @@ class Bucket:
     model: str
     resolution: str
     duration: int
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the run has seen of one job's task, as a policy reads it (ages in service seconds).
+
+    ``aimed``: the age by which the policy expected the task to have ended when it
+    scheduled the poll under way (None: an exploratory poll); ``late_polls``: polls at
+    or past their aim that found it still rendering. ``samples``: the last few
+    ``(age, progress)`` of answers that found it running with a progress (0-100).
+    ``hinted``: a callback said it ended (a status check is due at once). ``planned``: the
+    age the poll under way was planned for (it may run later, when status calls are scarce).
+    """
+
+    bucket: Bucket
+    polls: int = 0
+    last_age: float | None = None
+    queued_until: float | None = None
+    running_from: float | None = None
+    samples: tuple[tuple[float, float], ...] = ()
+    aimed: float | None = None
+    late_polls: int = 0
+    hinted: bool = False
+    planned: float | None = None
+
+    def answered(self, age: float, status: str, progress: float | None) -> Seen:
+        """This record after an answer at ``age`` that found the task still going."""
+        late = self.late_polls + (1 if self.aimed is not None and age >= self.aimed else 0)
+        queued = status in QUEUED_WORDS and not progress
+        samples = self.samples
+        if not queued and progress is not None and 0 < progress < 100:
+            samples = (*samples, (age, float(progress)))[-SAMPLES_KEPT:]
+        return replace(self, polls=self.polls + 1, last_age=age, late_polls=late, hinted=False,
+                       queued_until=age if queued else self.queued_until,
+                       running_from=self.running_from if queued or self.running_from is not None else age,
+                       samples=samples)
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """A policy's answer: the age of the next poll, and the age by which it expects the task ended."""
+
+    age: float
+    aimed: float | None = None
 
 
 Prior = Callable[[Bucket], float]
@@ -52,23 +110,22 @@ def catalog_prior(catalog: Catalog) -> Prior:
 
 
 class PollPolicy(Protocol):
-    """When to poll the jobs of each bucket, learned from the jobs seen finish."""
+    """When to poll each job, learned from the jobs seen end."""
 
     def learned(self, bucket: Bucket) -> bool:
-        """A job of ``bucket`` has been seen finished: :meth:`aim` is learned, not guessed."""
+        """Something about ``bucket`` has been learned (jobs waiting for a first poll are re-aimed once)."""
         ...
 
-    def aim(self, bucket: Bucket) -> float:
-        """Age at which the first poll of a job in ``bucket`` should land."""
+    def next_poll(self, seen: Seen) -> Next:
+        """When the job's next poll should land (``seen.last_age`` None: its first)."""
         ...
 
-    def next_poll(self, bucket: Bucket, late_polls: int, last_age: float | None) -> float:
-        """Age for a job's next poll (``last_age`` None: its first). ``late_polls``: polls at or
-        past the aim that found it still rendering."""
+    def chance_finished(self, seen: Seen, age: float) -> float:
+        """How likely (0 to 1) the task has ended by ``age``: what a status call on it would buy."""
         ...
 
-    def observe(self, bucket: Bucket, *, finished_at_age: float, late_polls: int, aimed_at: float | None) -> None:
-        """A job was seen finished at ``finished_at_age``; ``aimed_at``: the aim its first poll went for."""
+    def observe(self, seen: Seen, *, finished_at_age: float) -> None:
+        """The job was seen ended at ``finished_at_age`` (``seen``: everything before that answer)."""
         ...
 
 
@@ -85,8 +142,24 @@ def _render_clock() -> PolicyFactory:
     return RenderClock
 
 
+def _progress_clock() -> PolicyFactory:
+    from .progress_clock import ProgressClock
+
+    return ProgressClock
+
+
+def _safety_net() -> PolicyFactory:
+    from .safety_net import SafetyNet
+
+    return SafetyNet
+
+
 # policy name -> its factory (imported when chosen: a policy's module is its own)
-POLL_POLICIES: Mapping[str, Callable[[], PolicyFactory]] = {"render-clock": _render_clock}
+POLL_POLICIES: Mapping[str, Callable[[], PolicyFactory]] = {
+    "progress-clock": _progress_clock,
+    "render-clock": _render_clock,
+    "safety-net": _safety_net,
+}
 
 
 def make_policy(name: str, *, floor: float, prior: Prior) -> PollPolicy:

@@ -4,7 +4,8 @@ The engine reports through the small :class:`Progress` interface: a job event
 (``submitted``, ``done``, ``failed``...), a run-level note, and the tallies.
 :class:`LineProgress` writes one line per event (CI, pipes, ``CI=true``);
 :class:`LiveProgress` shows submitted / rendering / done / failed, spend against
-the budget and an ETA, and prints notable events above the bars. Neither ever
+the budget, how far along the renders are (the status answers' ``progress``, averaged)
+and an ETA, and prints notable events above the bars. Neither ever
 sees the API key: events carry labels, task ids, states and scrubbed messages.
 
 Labels, task ids and messages are outside text (a manifest's values, the service's
@@ -42,6 +43,9 @@ class Progress(Protocol):
     def job(self, label: str, what: str, detail: str = "") -> None: ...
     def note(self, message: str) -> None: ...
     def spend(self, spent: Decimal) -> None: ...
+    def rendering(self, reporting: int, percent: float) -> None:
+        """``reporting`` tasks rendering said how far along they are: ``percent`` on average."""
+        ...
     def close(self) -> None: ...
 
 
@@ -51,6 +55,7 @@ class QuietProgress:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.notes: list[str] = []
+        self.percent: float | None = None  # the renders' average progress, last told
 
     def start(self, total: int, budget: Decimal | None, spent: Decimal) -> None:
         self.total = total
@@ -63,6 +68,9 @@ class QuietProgress:
 
     def spend(self, spent: Decimal) -> None:
         pass
+
+    def rendering(self, reporting: int, percent: float) -> None:
+        self.percent = percent
 
     def close(self) -> None:
         pass
@@ -135,6 +143,12 @@ class LiveProgress(QuietProgress):
     def spend(self, spent: Decimal) -> None:
         limit = f" of ${self._budget:.2f}" if self._budget is not None else ""
         self._bars.update(self._ids["done"], extra=f"spent ${spent:.2f}{limit}")
+
+    def rendering(self, reporting: int, percent: float) -> None:
+        """The service's own ``progress``, on the rendering bar: how far along its renders are."""
+        super().rendering(reporting, percent)
+        extra = f"{percent:.0f}% on average ({reporting} reporting)" if reporting else ""  # 0: none renders now
+        self._bars.update(self._ids["rendering"], extra=extra)
 
     def close(self) -> None:
         self._bars.stop()

@@ -1,29 +1,27 @@
-"""Following every job that has a task id: when to ask, asking, and what each answer means.
+"""Following every job that has a task id: asking, and what each answer means.
 
 :class:`Tracker` takes a job as soon as its task id is committed (or at start-up, for
-tasks an earlier run left in flight), asks for its status when the poll policy says
-(:mod:`.polling`), retries a status call that failed, records what it learns in the
-ledger, and lets go of the job's in-flight slot when it ends: finished (then
-downloaded, :mod:`.downloads`), failed, timed out, or given up. A webhook event only
-moves a job's next status check to now. This module is the only code that changes a
-:class:`Tracked`.
+tasks an earlier run left in flight), has its status asked when the poll policy says
+(:mod:`.polling`, scheduled by :mod:`.schedule`), retries a status call that failed,
+records what it learns in the ledger, and lets go of the job's in-flight slot when it
+ends: finished (then downloaded, :mod:`.downloads`), failed, timed out, or given up.
 
-:class:`PollQueue` is the schedule: one heap of due status checks instead of a
-sleeping task per job. When a bucket learns its first render time, every job of the
-run still waiting for its first poll is re-aimed at once, so the first finished job
-teaches the rest.
+A callback (:meth:`Tracker.on_webhook`, fed by :mod:`.events`) only moves the job's next
+status check to now: the status endpoint decides. If that check finds the task still
+rendering (the callback came first, or was forged), it is checked once more shortly,
+then the policy takes over again.
+
+Status calls never exceed ``run.status_per_minute`` (the pacer is the schedule's turn);
+``progress`` in their answers feeds the policy and the live display.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 
 import anyio
-import anyio.abc
 
 from ..errors import AccountError, ApiError, InvalidRequest, RateLimited, TransientError
 from ..expand import Job
@@ -34,126 +32,25 @@ from ..times import seconds_since
 from .answers import TaskStatus
 from .client import MAX_TASK_ID, task_id_problem
 from .context import RunContext
-from .polling import Bucket, PollPolicy
+from .polling import Bucket, PollPolicy, Seen
 from .ratelimit import Pacer
+from .refunds import record_refund
 from .retry import Backoff, capped, retrying
+from .schedule import PollQueue, Tracked
 
 __all__ = ["PollQueue", "Tracked", "Tracker"]
 
 # How much of a task id from the ledger is shown: an older version may have stored any text.
 TASK_ID_SHOWN = MAX_TASK_ID
-
-
-@dataclass(eq=False)
-class Tracked:
-    """A job with a task id, as the tracker follows it (mutable; changed only in this module)."""
-
-    job: Job
-    task_id: str
-    bucket: Bucket
-    started: float            # monotonic time the task was created (approximately)
-    deadline: float           # monotonic time after which it is timed_out
-    holds_slot: bool = False  # counts against max_in_flight
-    polls: int = 0
-    late_polls: int = 0       # polls at or past the aim that found it still rendering
-    last_age: float | None = None
-    due: float = 0.0
-    file_url: str | None = None
-    aimed_at: float | None = None  # the learned render time its aimed poll went for
-    polling: bool = False          # a status call for it is under way
-    ended: bool = False            # finished, failed, timed out or given up: no more polls
-
-
-class PollQueue:
-    """Schedules status checks; ``time_scale`` turns service seconds into real ones."""
-
-    def __init__(self, poll: Callable[[Tracked], Awaitable[None]], policy: PollPolicy, *,
-                 time_scale: float = 1.0, concurrency: int = 32) -> None:
-        self._poll = poll
-        self.policy = policy
-        self.scale = time_scale
-        self._heap: list[tuple[float, int, Tracked]] = []
-        self._seq = itertools.count()
-        self._wake = anyio.Event()
-        self._limiter = anyio.CapacityLimiter(concurrency)
-        self._active = 0
-        self._producers_done = False
-        self._waiting_aim: set[Tracked] = set()
-
-    def age(self, item: Tracked, now: float | None = None) -> float:
-        """Service seconds since the task was created."""
-        return ((time.monotonic() if now is None else now) - item.started) / self.scale
-
-    def add(self, item: Tracked) -> None:
-        """Start following a job: its first poll is aimed at its expected render time."""
-        self.reschedule(item)
-
-    def reschedule(self, item: Tracked, *, soon: bool = False) -> None:
-        """Queue the job's next poll (``soon``: right away, e.g. after a webhook)."""
-        if soon:
-            if item.polling:
-                return  # the answer is on its way anyway
-            due = time.monotonic()
-        else:
-            age = self.policy.next_poll(item.bucket, item.late_polls, item.last_age)
-            due = item.started + age * self.scale
-            if item.late_polls == 0 and self.policy.learned(item.bucket):
-                item.aimed_at = self.policy.aim(item.bucket)
-        item.due = min(max(due, time.monotonic()), max(item.deadline, time.monotonic()))
-        if item.late_polls == 0:
-            self._waiting_aim.add(item)
-        heapq.heappush(self._heap, (item.due, next(self._seq), item))
-        self._wake.set()
-
-    def learned(self) -> None:
-        """Render times changed a lot (a first observation): re-aim jobs not yet polled at their aim."""
-        for item in list(self._waiting_aim):
-            if item.ended or item.late_polls:
-                self._waiting_aim.discard(item)
-            elif not item.polling:
-                self.reschedule(item)
-
-    def close(self) -> None:
-        """No more jobs will be added: :meth:`run` returns once the heap drains."""
-        self._producers_done = True
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Pop due polls until every job is finished and no more can come."""
-        async with anyio.create_task_group() as polls:
-            while not (self._producers_done and not self._heap and self._active == 0):
-                self._wake = anyio.Event()
-                self._start_due(polls)
-                if self._heap:
-                    with anyio.move_on_after(max(0.0, self._heap[0][0] - time.monotonic())):
-                        await self._wake.wait()
-                elif not (self._producers_done and self._active == 0):
-                    await self._wake.wait()
-
-    def _start_due(self, polls: anyio.abc.TaskGroup) -> None:
-        now = time.monotonic()
-        while self._heap and self._heap[0][0] <= now:
-            due, _, item = heapq.heappop(self._heap)
-            if due != item.due or item.polling or item.ended:
-                # Superseded by a later reschedule, or a twin entry (re-aimed to the same
-                # instant): one status call per job at a time, or a finished job would be
-                # downloaded twice at once.
-                continue
-            self._active += 1
-            item.polling = True  # from now: a webhook arriving meanwhile must not queue a twin
-            polls.start_soon(self._one, item)
-
-    async def _one(self, item: Tracked) -> None:
-        try:
-            async with self._limiter:
-                try:
-                    if not item.ended:
-                        await self._poll(item)
-                finally:
-                    item.polling = False
-        finally:
-            self._active -= 1
-            self._wake.set()
+# After a callback said a task ended and its status did not: ask again this much later
+# (service seconds; at least two poll intervals), once.
+HINT_RECHECK = 1.0
+# After a status check that got no usable answer (its retries spent): ask again after this,
+# doubling while the service does not answer, up to the maximum (service seconds).
+UNANSWERED_GAP = 1.0
+UNANSWERED_MAX_GAP = 60.0
+# The live display hears about progress at most this often (real seconds).
+PROGRESS_EVERY = 0.5
 
 
 class Tracker:
@@ -164,10 +61,15 @@ class Tracker:
         settings = run.settings
         self.pacer = Pacer(settings.status_per_minute / settings.time_scale)
         self.queue = PollQueue(self._poll, policy, time_scale=settings.time_scale,
-                               concurrency=settings.status_concurrency)
+                               concurrency=settings.status_concurrency, admit=self.pacer.acquire)
         self.on_finished: Callable[[Tracked], None] = lambda item: None
         self.status_calls = 0
+        self.callbacks = 0  # jobs a callback woke (each time a status check was due because of one)
         self._by_task: dict[str, Tracked] = {}
+        self._progress: dict[str, float] = {}  # percent done of the tasks rendering that said
+        self._sent_at: dict[str, float] = {}  # when the status request under way for a task was sent
+        self._recorded: dict[str, str] = {}  # the service's word for a task this run last wrote to the ledger
+        self._shown_at = 0.0
 
     async def run(self) -> None:
         """Poll until every job followed has ended and :meth:`close` was called."""
@@ -211,7 +113,10 @@ class Tracker:
     def _tracked(self, job: Job, task_id: str, age: float, *, resumed: bool) -> Tracked:
         now = time.monotonic()
         started = now - age
-        window = self._run.settings.real(self._run.settings.timeout)
+        settings = self._run.settings
+        # A poll interval of grace: the task was created a little after the submit was sent,
+        # and one that ends just inside run.timeout must be seen finished, not timed out.
+        window = settings.real(settings.timeout + settings.poll_interval)
         deadline = now + window if resumed else started + window
         data = job.request["input"]
         bucket = Bucket(job.model, str(data.get("resolution")), int(data.get("duration", 0)))
@@ -220,14 +125,21 @@ class Tracker:
         return item
 
     def on_webhook(self, task_id: str) -> None:
-        """A callback event arrived for ``task_id``: check its status now, not at its next poll."""
+        """A callback said ``task_id`` ended: check its status now, not at its next poll."""
         item = self._by_task.get(task_id)
-        if item is not None and not item.ended:
+        if item is None or item.ended or item.seen.hinted:
+            return  # (hinted: a duplicate of a callback whose status check is queued or under way)
+        self.callbacks += 1
+        item.seen = replace(item.seen, hinted=True)
+        if item.polling:
+            item.recheck = True  # the answer under way may predate the end: ask again after it
+        else:
             self.queue.reschedule(item, soon=True)
 
     def release(self, item: Tracked) -> None:
         """The job has ended (or cannot be followed further): its in-flight slot is free."""
         item.ended = True
+        self._forget_progress(item)
         if item.holds_slot:
             item.holds_slot = False
             self._run.slots.release()
@@ -243,39 +155,57 @@ class Tracker:
     # --- one status check ---------------------------------------------------------------------
 
     async def _poll(self, item: Tracked) -> None:
-        status = await self.status(item)
+        item.recheck = False
+        before = item.seen  # as it was when this check started (hinted: a callback asked for it)
+        status = await self.status(item, paid=True)
         if item.ended:
             return  # ended meanwhile (Ctrl-C twice, the account stopped): nothing more to do
         now = time.monotonic()
-        age = self.queue.age(item, now)
+        # What the answer says held somewhere between the request and the answer: the middle.
+        said_at = self.queue.age(item, (self._sent_at.pop(item.task_id, now) + now) / 2)
         if status is not None and status.finished:
-            await self._finished(item, status, age)
+            await self._finished(item, status, said_at, before)
             return
         if status is not None and status.failed:
+            self.queue.policy.observe(before, finished_at_age=said_at)
             await self._end(item, "failed", status.error_message or "the service reported the task failed")
+            # what the service says it gave back is not spent (run/refunds.py)
+            await record_refund(self._run.ledger, self._run.campaign, item.job.key, status)
             return
         if status is not None:
-            await self._run.ledger.status_seen(self._run.campaign, item.job.key, status.status)
-        item.polls += 1
-        item.last_age = age
-        if item.aimed_at is not None and age >= item.aimed_at:
-            item.late_polls += 1
+            if self._recorded.get(item.task_id) != status.status:  # the same word again: nothing to write
+                await self._run.ledger.status_seen(self._run.campaign, item.job.key, status.status)
+                self._recorded[item.task_id] = status.status
+            self._show_progress(item, status)
+            item.seen = item.seen.answered(said_at, status.status, status.progress)
+            item.unanswered = 0
+        else:
+            item.unanswered += 1
         if self._run.stops.account_error is not None and status is None:
             self.release(item)  # cannot ask any more: the task id stays for a later run
         elif now >= item.deadline:
             await self._end(item, "timed_out", f"still {status.status if status else 'unanswered'} after "
                                                f"{self._run.settings.timeout:g} s; a later run resumes tracking it")
+        elif status is None:  # the service did not answer usably (after retries): back off
+            self.queue.reschedule(item, after=min(UNANSWERED_MAX_GAP, max(
+                UNANSWERED_GAP, 2 * self._run.settings.poll_interval) * 2.0 ** (item.unanswered - 1)))
+        elif item.recheck:
+            item.seen = replace(item.seen, hinted=True)
+            self.queue.reschedule(item, soon=True)
+        elif before.hinted:  # a callback said it ended, the status does not (yet): once more, shortly
+            self.queue.reschedule(item, after=max(HINT_RECHECK, 2 * self._run.settings.poll_interval))
         else:
             self.queue.reschedule(item)
 
-    async def _finished(self, item: Tracked, status: TaskStatus, age: float) -> None:
+    async def _finished(self, item: Tracked, status: TaskStatus, age: float, before: Seen) -> None:
         policy = self.queue.policy
         first_learn = not policy.learned(item.bucket)
-        policy.observe(item.bucket, finished_at_age=age, late_polls=item.late_polls, aimed_at=item.aimed_at)
-        if first_learn:
+        policy.observe(before, finished_at_age=age)
+        if first_learn and policy.learned(item.bucket):
             self.queue.learned()
         item.file_url = status.file_urls[0] if status.file_urls else None
         item.ended = True  # no more polls (a late webhook must not start a second download)
+        self._forget_progress(item)
         await self._run.ledger.finished(self._run.campaign, item.job.key, item.file_url)
         self.on_finished(item)  # downloaded in its own task: a status slot is not held for a whole file
 
@@ -289,29 +219,56 @@ class Tracker:
         run.progress.job(item.job.label, how, message)
         self.release(item)
 
-    async def status(self, item: Tracked) -> TaskStatus | None:
-        """The job's status, with retries; None when no usable answer came (the reason is in the ledger)."""
+    def _show_progress(self, item: Tracked, status: TaskStatus) -> None:
+        """Keep the task's ``progress`` for the live display, told at most every PROGRESS_EVERY."""
+        if status.progress is None:
+            return
+        self._progress[item.task_id] = float(status.progress)
+        now = time.monotonic()
+        if now - self._shown_at >= PROGRESS_EVERY:
+            self._shown_at = now
+            values = self._progress.values()
+            self._run.progress.rendering(len(values), sum(values) / len(values))
+
+    def _forget_progress(self, item: Tracked) -> None:
+        """The task has ended: its progress no longer counts; the last one to go clears the display."""
+        if self._progress.pop(item.task_id, None) is not None and not self._progress:
+            self._run.progress.rendering(0, 0.0)
+
+    async def status(self, item: Tracked, *, paid: bool = False) -> TaskStatus | None:
+        """The job's status, with retries; None when no usable answer came (the reason is in the ledger).
+
+        ``paid``: the first attempt's turn in the pacer was already taken (by the schedule).
+        """
         run = self._run
         if task_id_problem(item.task_id, run.client.secrets) is not None:
             return None  # an older version's unusable id (see resume): never put into a URL
         hook = Backoff(run.settings, (RateLimited, TransientError, InvalidRequest))
+        turns = [paid]
+
+        async def ask() -> TaskStatus:
+            prepaid, turns[0] = turns[0], False
+            return await self._ask(item.task_id, prepaid)
+
         try:
-            return await retrying(lambda: self._ask(item.task_id), on=hook, attempts=run.settings.status_attempts)
+            return await retrying(ask, on=hook, attempts=run.settings.status_attempts)
         except AccountError as exc:
             run.stops.account(exc)
         except ApiError as exc:
             await run.ledger.note(run.campaign, item.job.key, "status_error", {"error": exc.message})
         return None
 
-    async def _ask(self, task_id: str) -> TaskStatus:
-        await self.pacer.acquire()
+    async def _ask(self, task_id: str, prepaid: bool) -> TaskStatus:
+        if not prepaid:
+            await self.pacer.acquire()
         self.status_calls += 1
+        sent = self._sent_at[task_id] = time.monotonic()
         try:
             status = await self._run.client.status(task_id)
         except RateLimited as exc:
-            self.pacer.slow_down(capped(exc.retry_after, self._run.settings.retry_wait_max))
+            self.pacer.slow_down(capped(exc.retry_after, self._run.settings.retry_wait_max), sent)
             raise
-        self.pacer.succeeded()
+        self.pacer.succeeded(sent)  # counted by when it was sent, as the server's window counts it
         return status
 
 
