@@ -78,7 +78,7 @@ def test_valid_request_has_no_violations(catalog) -> None:
             "input.image_urls",
             "frame mode (image_urls) and reference mode (reference_image_urls) cannot be mixed",
         ),
-        (body(seed=4), "input.seed", "unknown input field 'seed'"),
+        (body(seed=2**32), "input.seed", "seed 4294967296 is out of range; allowed: 0 to 4294967295"),
     ],
 )
 def test_each_rule_is_enforced(catalog, request_body, field, fragment) -> None:
@@ -209,7 +209,7 @@ def _price_file(tmp_path: Path, change) -> Path:
     [
         (lambda m: m.update(aspect_ratio=["1:1"]),
          "models.seedance-2.aspect_ratio: 'aspect_ratio' is not the rule of any request parameter; known keys: "
-         "resolutions, duration, aspect_ratios, max_image_urls, prices, max_file, modes, render"),
+         "resolutions, duration, aspect_ratios, max_image_urls, seed, prices, max_file, modes, render"),
         (lambda m: m.update(duration=["4"]), "models.seedance-2.duration"),
         (lambda m: m["modes"].update(frame=["image_url"]),
          "models.seedance-2.modes.frame: mode 'frame' names image_url, which is not a request input field"),

@@ -1,8 +1,9 @@
 """The parameter table is the one list of request parameters: the schema and the model data agree with it.
 
-And the goal it serves, proven: adding a parameter (the next issue's ``seed``) is a row
-in expand/params.py, its property in manifest.schema.json and its rule in models.json,
-and every stage (schema, rules, request, report columns) follows.
+And the goal it serves, proven: adding a parameter (issue 12's ``seed``) was a row in
+expand/params.py, its property in manifest.schema.json and its rule in models.json, and
+every stage (schema, rules, request, report columns) follows: the test re-adds it to a
+copy of the package from which those three edits are taken out.
 """
 
 from __future__ import annotations
@@ -78,19 +79,20 @@ def test_the_table_is_well_formed() -> None:
 
 def test_the_derived_lists_are_todays() -> None:
     assert INPUT == ("prompt", "duration", "resolution", "aspect_ratio", "generate_audio",
-                     "image_urls", "reference_image_urls", "reference_video_urls", "reference_audio_urls")
+                     "image_urls", "reference_image_urls", "reference_video_urls", "reference_audio_urls", "seed")
     assert TEMPLATED == ("prompt", "image_urls", "reference_image_urls", "reference_video_urls", "reference_audio_urls")
     assert CONTEXT == ("model", "resolution", "duration", "aspect_ratio", "generate_audio")
     assert REQUIRED == ("model", "prompt", "resolution", "duration")
     owned = {("model", "enum"), ("resolution", "enum"), ("aspect_ratio", "enum"), ("duration", "minimum"),
-             ("duration", "maximum")}
+             ("duration", "maximum"), ("seed", "minimum"), ("seed", "maximum")}
     assert owned == _CATALOG_OWNED
 
 
 def test_the_manifest_schema_has_exactly_the_table_s_parameters() -> None:
     defs = SCHEMA["$defs"]
-    assert set(defs["params"]["properties"]) == set(NAMES)
-    assert set(defs["shot"]["properties"]) == set(NAMES) | SHOT_OWN_KEYS
+    assert set(defs["params"]["properties"]) == set(NAMES) | {"takes"}
+    assert set(defs["shot"]["properties"]) == set(NAMES) | SHOT_OWN_KEYS | {"takes", "profiles"}
+    assert set(defs["profile"]["properties"]) == set(NAMES) - {"seed"}  # a take is the same take in every profile
 
 
 @pytest.mark.parametrize("param", PARAMS, ids=lambda p: p.name)
@@ -137,6 +139,7 @@ def test_csv_keeps_its_first_columns_and_takes_parameter_columns_from_the_table(
 
 
 SEED_ROW = '    Param("seed", INTEGER, order=10, rule="seed", csv="seed"),\n)\n\n# --- Derived'
+_SEED_COMMENT = "    # Undocumented by APIDot's field table, sent by its own playground and client code.\n"
 SEED_SCHEMA = {"type": "integer", "title": "Seed", "description": "Fixes the render's randomness."}
 CHECKS = textwrap.dedent("""
     import json, sys
@@ -148,7 +151,7 @@ CHECKS = textwrap.dedent("""
     bad = {"model": "seedance-2", "input": {"prompt": "p", "duration": 5, "resolution": "720p", "seed": -1}}
     print(json.dumps({
         "violations": [f"{v.field}: {v.message}" for v in check_request(bad, load_catalog())],
-        "csv_tail": list(CSV_COLUMNS[-2:]),
+        "csv": list(CSV_COLUMNS),
     }))
     sys.exit(main(["plan", "m.yaml", "--json"]))
 """)
@@ -160,10 +163,14 @@ def test_adding_seed_touches_the_table_the_schema_and_models_json_only(tmp_path:
     shutil.copytree(ROOT / "runner" / "seedance_batch", package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
     table = package / "expand" / "params.py"
-    table.write_text(table.read_text(encoding="utf-8").replace(")\n\n# --- Derived", SEED_ROW, 1), encoding="utf-8")
+    shipped = table.read_text(encoding="utf-8")
+    assert SEED_ROW in shipped  # the row as shipped, which the copy loses and gets back
+    without = shipped.replace(SEED_ROW, ")\n\n# --- Derived", 1).replace(_SEED_COMMENT, "", 1)
+    table.write_text(without.replace(")\n\n# --- Derived", SEED_ROW, 1), encoding="utf-8")
     schema = json.loads((tmp_path / "schemas" / "manifest.schema.json").read_text(encoding="utf-8"))
-    schema["$defs"]["params"]["properties"]["seed"] = SEED_SCHEMA
-    schema["$defs"]["shot"]["properties"]["seed"] = SEED_SCHEMA
+    for where in ("params", "shot"):
+        del schema["$defs"][where]["properties"]["seed"]
+        schema["$defs"][where]["properties"]["seed"] = SEED_SCHEMA
     (tmp_path / "schemas" / "manifest.schema.json").write_text(json.dumps(schema), encoding="utf-8")
     models = json.loads((tmp_path / "schemas" / "models.json").read_text(encoding="utf-8"))
     for spec in models["models"].values():
@@ -179,6 +186,8 @@ def test_adding_seed_touches_the_table_the_schema_and_models_json_only(tmp_path:
     assert done.returncode == 0, done.stderr
     checks, plan = (json.loads(line) for line in done.stdout.splitlines())
     assert checks["violations"] == ["input.seed: seed -1 is out of range; allowed: 0 to 4294967295"]
-    assert checks["csv_tail"] == ["change", "seed"]  # existing columns unmoved, the new one at the end
+    columns = checks["csv"]
+    assert columns[: len(CSV_V1)] == list(CSV_V1)  # existing columns unmoved, the new one after them
+    assert columns.index("seed") > columns.index("change")
     assert [job["request"]["input"]["seed"] for job in plan["jobs"]] == [7, 8]
     assert list(plan["jobs"][0]["request"]["input"])[-1] == "seed"  # sent as input.seed, in its order

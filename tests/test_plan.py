@@ -144,3 +144,23 @@ def test_streamed_plan_json_of_no_jobs() -> None:
     out = io.BytesIO()
     write_plan_json(plan_of([]), out)
     assert json.loads(out.getvalue())["jobs"] == []
+
+
+def test_streamed_plan_json_carries_each_changed_jobs_changes_and_the_removed_jobs() -> None:
+    import io
+    import json
+
+    from seedance_batch.plan import plan_to_dict, write_plan_json
+
+    old_a, new_a, kept, gone = job("a", prompt="v1"), job("a", prompt="v2"), job("b"), job("c")
+    plan = plan_of([new_a, kept], [record(old_a, JobState.DONE), record(kept, JobState.DONE),
+                                   record(gone, JobState.FAILED, task_id=None)])
+    out = io.BytesIO()
+    write_plan_json(plan, out, chunk=1)
+    streamed = json.loads(out.getvalue())
+    assert streamed == json.loads(json.dumps(plan_to_dict(plan), default=float))
+    assert [j["changes"] for j in streamed["jobs"]] == [
+        [{"field": "prompt", "private": False, "old": "v1 (a)", "new": "v2 (a)", "diff": "prompt: [-v1-]{+v2+} (a)"}],
+        [],
+    ]
+    assert streamed["removed"] == [{"label": "c", "key": gone.key, "state": "failed", "spent_usd": 0.0}]

@@ -3,26 +3,36 @@
 Every job falls in exactly one :class:`Change`. Only jobs this run would submit
 (``new``, ``changed``, and ``failed``/``unknown`` when the user asked for them)
 count towards what the run would spend; ``done`` costs nothing and ``in-flight``
-is tracked, never resubmitted.
+is tracked, never resubmitted. Jobs rendered before that the manifest no longer has
+are listed (:attr:`Plan.removed`), never deleted. With ``--only`` (a
+:class:`~seedance_batch.selection.Selection`) the plan holds the selected jobs only:
+what it costs and the budget check are theirs; what the campaign already spent is
+the whole campaign's, since the budget is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import orjson
 
 from .errors import BudgetExceeded
 from .ledger import VOCABULARY, JobRecord, JobState
 from .models import Catalog, PricedJob
+from .plan_diff import Differ, FieldChange
+from .selection import Selection
+
+if TYPE_CHECKING:
+    from .ledger import Decision
+    from .promotion import ProfileView
 
 __all__ = [
-    "Change", "Plan", "PlannedJob", "check_budget", "make_plan", "plan_to_dict", "write_plan_json",
+    "Change", "Plan", "PlannedJob", "change_dict", "check_budget", "make_plan", "plan_to_dict", "write_plan_json",
 ]
 
 
@@ -66,6 +76,16 @@ class Plan:
     ``comparison_usd`` (what ``catalog.comparison`` would charge) count only those.
     ``spent_usd`` is what earlier runs already charged (or may have) for the
     campaign. All are worked out once, in :func:`make_plan`.
+
+    ``removed`` holds, for each label of the campaign's ledger rows that no job of the
+    manifest carries, its latest row, unless a job of the manifest has that row's key
+    (a job whose label changed is the same job). With ``only`` it holds those the
+    selection's patterns match. ``outside`` holds the keys of the manifest's jobs that
+    ``only`` left out (empty without it).
+
+    ``profiles`` (None without them) is the profile in force, each job's counterparts in
+    the other profiles, and ``--approved``'s selection (:mod:`.promotion`); the jobs of
+    the other profiles, and the takes ``--approved`` left out, are never ``removed``.
     """
 
     campaign: str
@@ -78,6 +98,17 @@ class Plan:
     usd: Decimal
     comparison_usd: Decimal
     to_submit: tuple[PlannedJob, ...]
+    removed: tuple[JobRecord, ...] = ()
+    only: Selection | None = None
+    outside: frozenset[str] = frozenset()
+    profiles: ProfileView | None = None
+    decisions: Mapping[str, Decision] = field(default_factory=dict)  # the review's, by job key
+    elsewhere: frozenset[str] = frozenset()  # keys of the manifest's jobs in other profiles, or not --approved
+
+    @property
+    def manifest_jobs(self) -> int:
+        """How many jobs the manifest has, selected or not."""
+        return len(self.jobs) + len(self.outside)
 
     @property
     def within_budget(self) -> bool:
@@ -102,18 +133,27 @@ def make_plan(
     retry_failed: bool = False,
     resubmit_unknown: bool = False,
     campaign: str | None = None,
+    only: Selection | None = None,
+    others: Sequence[PricedJob] = (),
+    profiles: ProfileView | None = None,
+    decisions: Iterable[Decision] = (),
 ) -> Plan:
     """Classify each priced job against the campaign's ledger rows (oldest first).
 
     ``campaign`` defaults to the jobs' own (a manifest whose matrix leaves no job needs it).
+    ``only`` plans the jobs it selects (:class:`~seedance_batch.selection.NoMatch` when
+    a pattern selects none). ``others`` are the manifest's jobs this plan is not about
+    (other profiles', unapproved takes'): their ledger rows are not ``removed``.
+    ``decisions`` are the review's current decisions of the campaign.
     """
     rows = _Rows(records)
+    chosen = priced if only is None else only.choose(priced)
     submitted = {Change.NEW, Change.CHANGED}
     if retry_failed:
         submitted.add(Change.FAILED)
     if resubmit_unknown:
         submitted.add(Change.UNKNOWN)
-    jobs = tuple(_planned(item, rows, submitted) for item in priced)
+    jobs = tuple(_planned(item, rows, submitted) for item in chosen)
     to_submit = tuple(job for job in jobs if job.submit)
     costs = [job.priced.cost for job in to_submit]
     return Plan(
@@ -121,7 +161,21 @@ def make_plan(
         jobs=jobs, catalog=catalog, budget_usd=budget_usd, spent_usd=rows.spent,
         credits=sum(c.credits for c in costs), usd=sum((c.usd for c in costs), Decimal(0)),
         comparison_usd=sum((c.comparison_usd for c in costs), Decimal(0)), to_submit=to_submit,
+        removed=_removed(rows, [*priced, *others], only), only=only,
+        outside=frozenset() if only is None else frozenset(p.job.key for p in priced) - {j.priced.job.key for j in jobs},
+        profiles=profiles, decisions={decision.key: decision for decision in decisions},
+        elsewhere=frozenset(p.job.key for p in others),
     )
+
+
+def _removed(rows: _Rows, priced: Sequence[PricedJob], only: Selection | None) -> tuple[JobRecord, ...]:
+    """See :attr:`Plan.removed`; nothing to look at (and nothing spent on looking) with an empty ledger."""
+    if not rows.by_label:
+        return ()
+    keys = {p.job.key for p in priced}
+    labels = {p.job.label for p in priced}
+    return tuple(r for label, r in rows.by_label.items()
+                 if label not in labels and r.key not in keys and (only is None or only.matches(label)))
 
 
 class _Rows:
@@ -134,8 +188,7 @@ class _Rows:
         for record in records:
             self.by_key[record.key] = record
             self.by_label[record.label] = record  # records come oldest first: the latest wins
-            if record.charged:
-                self.spent += record.cost_usd
+            self.spent += record.spent_usd  # its price when charged, less what the service refunded
 
 
 def _planned(item: PricedJob, rows: _Rows, submitted: set[Change]) -> PlannedJob:
@@ -165,8 +218,13 @@ def check_budget(plan: Plan) -> None:
 
 
 def plan_to_dict(plan: Plan) -> dict[str, object]:
-    """The plan as the one JSON object ``plan --json`` prints (money as numbers in USD)."""
-    return {**_summary(plan), "jobs": [_job_dict(planned) for planned in plan.jobs]}
+    """The plan as the one JSON object ``plan --json`` prints (money as numbers in USD).
+
+    Each job carries ``changes``: for a ``changed`` job, every request field that differs
+    from the job it replaces (empty for the others; see :func:`change_dict`).
+    """
+    differ = Differ()
+    return {**_summary(plan), "jobs": [_job_dict(planned, differ, plan.profiles) for planned in plan.jobs]}
 
 
 def write_plan_json(plan: Plan, out: BinaryIO, *, chunk: int = 2000) -> None:
@@ -177,9 +235,10 @@ def write_plan_json(plan: Plan, out: BinaryIO, *, chunk: int = 2000) -> None:
     """
     head = orjson.dumps(_summary(plan), default=_jsonable)
     out.write(head[:-1] + b',"jobs":[')
-    jobs = plan.jobs
+    jobs, differ = plan.jobs, Differ()
     for start in range(0, len(jobs), chunk):
-        part = orjson.dumps([_job_dict(planned) for planned in jobs[start:start + chunk]], default=_jsonable)
+        part = orjson.dumps([_job_dict(planned, differ, plan.profiles) for planned in jobs[start:start + chunk]],
+                            default=_jsonable)
         out.write((b"," if start else b"") + part[1:-1])
     out.write(b"]}\n")
 
@@ -196,11 +255,42 @@ def _summary(plan: Plan) -> dict[str, object]:
         "spent_usd": float(plan.spent_usd),
         "budget_usd": None if plan.budget_usd is None else float(plan.budget_usd),
         "within_budget": plan.within_budget,
+        "selection": None if plan.only is None else {
+            "only": list(plan.only.patterns), "jobs": len(plan.jobs), "of": plan.manifest_jobs},
+        "removed": [{"label": r.label, "key": r.key, "state": r.state.value,
+                     "spent_usd": float(r.spent_usd)} for r in plan.removed],
+        "profiles": None if plan.profiles is None else _profiles_dict(plan.profiles),
     }
 
 
-def _job_dict(planned: PlannedJob) -> dict[str, object]:
+def _profiles_dict(view: ProfileView) -> dict[str, object]:
+    """``plan --json``'s ``profiles``: the one in force, each one's whole cost, the review's approvals."""
+    promotion = view.promotion_cost()
+    return {
+        "profile": view.profile, "chosen_by": view.chosen_by,
+        "totals": {name: {"jobs": t.jobs, "credits": t.credits, "usd": float(t.usd), "fal_usd": float(t.comparison_usd)}
+                   for name, t in view.totals.items()},
+        "approved_takes": len(view.approved), "picked_takes": len(view.picked),
+        "promotion": {"jobs": promotion.jobs, "credits": promotion.credits, "usd": float(promotion.usd)},
+        "approved_only": view.promoted is not None,
+    }
+
+
+def change_dict(change: FieldChange) -> dict[str, object]:
+    """One changed field as ``plan --json`` shows it.
+
+    ``{"field", "old", "new", "diff"}``: the values as the requests carry them, and the
+    change in words (``… Slow [-push-in-]{+dolly-in+}, …``, ``8 -> 10``). A private
+    prompt has no ``old`` or ``new`` and its ``diff`` is ``prompt changed (private)``.
+    """
+    if change.private:
+        return {"field": change.name, "private": True, "diff": change.summary()}
+    return {"field": change.name, "private": False, "old": change.old, "new": change.new, "diff": change.summary()}
+
+
+def _job_dict(planned: PlannedJob, differ: Differ, profiles: ProfileView | None = None) -> dict[str, object]:
     job, cost = planned.priced.job, planned.priced.cost
+    found = {} if profiles is None else profiles.counterparts.get(job.take_label, {})
     return {
         "label": job.label,
         "shot": job.shot,
@@ -213,7 +303,22 @@ def _job_dict(planned: PlannedJob) -> dict[str, object]:
         "credits": cost.credits,
         "cost_usd": float(cost.usd),
         "fal_usd": float(cost.comparison_usd),
+        "changes": _changes(planned, differ),
+        "take": job.take,
+        "profile": job.profile,
+        # The same take in the other profiles (its draft, its final): another request each.
+        "counterparts": {name: {"label": other.job.label, "key": other.job.key, "credits": other.cost.credits,
+                                "cost_usd": float(other.cost.usd)}
+                         for name, other in found.items() if name != job.profile},
     }
+
+
+def _changes(planned: PlannedJob, differ: Differ) -> list[dict[str, object]]:
+    previous = planned.previous
+    if previous is None or planned.record is not None:  # not a changed job
+        return []
+    job = planned.priced.job
+    return [change_dict(c) for c in differ.changes(previous.request, job.request, private=job.private)]
 
 
 def _jsonable(value: object) -> object:

@@ -16,12 +16,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .build import MAX_EXPANDED_BYTES, Job, expand, request_key
+    from .build import MAX_EXPANDED_BYTES, Job, expand, expand_profiles, request_key
     from .paths import safe_output_path
 
-__all__ = ["MAX_EXPANDED_BYTES", "Job", "expand", "request_key", "safe_output_path"]
+__all__ = ["MAX_EXPANDED_BYTES", "Job", "expand", "expand_profiles", "request_key", "safe_output_path"]
 
-_HOMES = {"MAX_EXPANDED_BYTES": ".build", "Job": ".build", "expand": ".build", "request_key": ".build",
+_HOMES = {"MAX_EXPANDED_BYTES": ".build", "Job": ".build", "expand": ".build", "expand_profiles": ".build",
+          "request_key": ".build",
           "safe_output_path": ".paths"}
 
 

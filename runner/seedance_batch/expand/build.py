@@ -1,14 +1,16 @@
 """Expand a manifest into jobs: matrix x shots, include/exclude, sandboxed Jinja.
 
 Per shot, its matrix (or the campaign's) gives combinations (:mod:`.matrix`);
-each combination is one :class:`Job`. Parameters resolve ``defaults`` < shot <
-combination; every string of the templated parameters (the prompt and the URL
-lists, :data:`~.params.TEMPLATED`) is a Jinja template (:mod:`.templating`)
-rendered with, later winning: the resolved parameters of
-:data:`~.params.CONTEXT` (model, resolution, duration, aspect_ratio,
+each combination is one :class:`Job`, or one per take (:mod:`.takes`), and that in
+each profile (:mod:`.profiles`). Parameters resolve ``defaults`` < profile < shot <
+the shot's ``profiles.<name>`` < combination; every string of the templated
+parameters (the prompt and the URL lists, :data:`~.params.TEMPLATED`) is a Jinja
+template (:mod:`.templating`) rendered with, later winning: ``take`` (its number,
+with takes) and ``profile`` (its name, with profiles); the resolved
+parameters of :data:`~.params.CONTEXT` (model, resolution, duration, aspect_ratio,
 generate_audio); ``vars``; the shot's ``vars``; the combination's keys; ``shot``
-(its ``id``) and ``campaign``. All templates of one expansion share one
-:class:`~.templating.TemplateBudget` of time.
+(its ``id``) and ``campaign``. All templates of one expansion (every
+profile's) share one :class:`~.templating.TemplateBudget` of time.
 
 All independent problems are raised together (:class:`ManifestErrors`); a
 problem every job of a shot shares is reported once, naming its first job.
@@ -36,13 +38,15 @@ from .clashes import clashes
 from .matrix import Combination
 from .params import CONTEXT, IN_REQUEST_ORDER, INPUT, NAMES, REQUIRED, TEMPLATED
 from .paths import MAX_NAME, folder_name_problems, safe_output_path
+from .profiles import PROFILE_SUFFIX, for_profile, profile_names
 from .shots import PreparedShot, label_part, prepare_shots, slug_part
+from .takes import SEED, SEED_RANGE, combination_id, take_label, with_seed
 from .templating import TemplateBudget, TemplateProblem, compile_template
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
 
-__all__ = ["MAX_EXPANDED_BYTES", "Job", "expand", "request_key"]
+__all__ = ["MAX_EXPANDED_BYTES", "Job", "expand", "expand_profiles", "request_key"]
 
 _PARAMS = frozenset(NAMES)
 _TEMPLATED = frozenset(TEMPLATED)
@@ -68,6 +72,9 @@ class Job:
     ``origins`` says where each request field's value was written (``"prompt"``,
     ``"duration"``, ``"image_urls"``... -> location), so a rule violation points
     at the line to fix. ``output_path`` is relative to the manifest's output dir.
+    ``take`` is its take number (1 for a combination rendered once), ``profile`` the
+    profile it was expanded for (None without profiles); both are in its label
+    (``hero/de-DE/9:16#2@final``).
     """
 
     campaign: str
@@ -80,6 +87,20 @@ class Job:
     location: Location
     origins: Mapping[str, Location] = field(default_factory=dict)
     private: bool = False
+    take: int = 1
+    profile: str | None = None
+
+    @property
+    def take_label(self) -> str:
+        """Its label without the profile (``hero/de-DE/9:16#2``): the same for its counterpart in every profile."""
+        if self.profile is None:
+            return self.label
+        return self.label[: len(self.label) - len(self.profile) - len(PROFILE_SUFFIX)]
+
+    @property
+    def combination_id(self) -> str:
+        """Its combination's identity, the same for every take of it in every profile (:func:`.takes.combination_id`)."""
+        return combination_id(self.shot, self.combination)
 
     @property
     def model(self) -> str:
@@ -113,46 +134,64 @@ def _canonical(request: Mapping[str, Any]) -> bytes:
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-def expand(manifest: Manifest) -> list[Job]:
-    """Every job the manifest implies, in shot order then matrix order.
+def expand(manifest: Manifest, profile: str | None = None, *, seeds: tuple[int, int] = SEED_RANGE) -> list[Job]:
+    """Every job the manifest implies in ``profile`` (None: its default one), in shot order then matrix order.
+
+    Every profile is expanded and checked (see :func:`expand_profiles`): ``profile``'s jobs are returned.
+    """
+    jobs = expand_profiles(manifest, seeds=seeds)
+    return jobs[profile if profile is not None else manifest.profile]
+
+
+def expand_profiles(manifest: Manifest, *, seeds: tuple[int, int] = SEED_RANGE) -> dict[str | None, list[Job]]:
+    """The jobs of every profile of the manifest, by profile (``{None: jobs}`` without profiles).
 
     Raises :class:`ManifestErrors` (or one :class:`ManifestError`) with every
     independent problem: matrix mistakes, template errors, undefined variables,
-    unsafe output paths, duplicate requests, labels or output files, and a
+    unsafe output paths, duplicate requests, labels or output files (across
+    profiles too: a draft and its final are two requests and two files), and a
     manifest too big to expand (too many jobs, or jobs holding more than
-    :data:`MAX_EXPANDED_BYTES`), which stops the expansion at once. Its templates
-    share one :class:`~.templating.TemplateBudget`, opened here.
+    :data:`MAX_EXPANDED_BYTES`, counted over every profile), which stops the
+    expansion at once. Its templates share one :class:`~.templating.TemplateBudget`,
+    opened here. Derived take seeds fall within ``seeds`` (both ends included).
     """
+    names = profile_names(manifest)
+    jobs: dict[str | None, list[Job]] = {}
     with TemplateBudget():
         errors: list[ManifestError] = []
         problems = RepeatedProblems("more job(s) of this shot")
         shots = prepare_shots(manifest, errors)
         errors += folder_name_problems(manifest, shots if manifest.output.filename is None else [])
-        jobs = _build(manifest, shots, problems, errors)
+        spent = 0  # bytes the built jobs hold, over every profile
+        for name in names:
+            profiled = [p for p in (for_profile(shot, manifest, name, errors) for shot in shots) if p is not None]
+            jobs[name], spent = _build(manifest, profiled, problems, errors, spent=spent, seeds=seeds)
     errors += problems.errors()
     if not errors:
         # Default paths are all <campaign>/<shot id>/<slug>.mp4: none can be another's folder.
-        errors += clashes(jobs, nested=manifest.output.filename is not None)
+        errors += clashes([job for found in jobs.values() for job in found], nested=manifest.output.filename is not None)
     ManifestErrors.raise_if_any(errors)
     return jobs
 
 
-def _build(manifest: Manifest, shots: list[PreparedShot], problems: RepeatedProblems, errors: list[ManifestError]) -> list[Job]:
-    """The jobs of every prepared shot; stops at once past :data:`MAX_EXPANDED_BYTES`."""
+def _build(manifest: Manifest, shots: list[PreparedShot], problems: RepeatedProblems, errors: list[ManifestError],
+           *, spent: int, seeds: tuple[int, int]) -> tuple[list[Job], int]:
+    """The jobs of every prepared shot, and the bytes held since the expansion began (``spent`` before);
+    stops at once past :data:`MAX_EXPANDED_BYTES`."""
     jobs: list[Job] = []
-    spent = 0  # bytes the built jobs hold
     total = sum(len(shot.combos) for shot in shots)
     for shot in shots:
-        builder = _Builder(manifest, shot, problems, spent)
+        builder = _Builder(manifest, shot, problems, spent, seeds)
         for combo in shot.combos:
-            job = builder.job(combo)
-            if job is not None:
-                jobs.append(job)
-                if builder.spent > MAX_EXPANDED_BYTES:  # stop now: the next jobs would only take more memory
-                    too_big = _too_big(shot, job.label, len(jobs), total)
-                    ManifestErrors.raise_if_any([*errors, *problems.errors(), too_big])
+            for take in builder.takes(combo):
+                job = builder.job(combo, take)
+                if job is not None:
+                    jobs.append(job)
+                    if builder.spent > MAX_EXPANDED_BYTES:  # stop now: the next jobs would only take more memory
+                        too_big = _too_big(shot, job.label, len(jobs), total)
+                        ManifestErrors.raise_if_any([*errors, *problems.errors(), too_big])
         spent = builder.spent
-    return jobs
+    return jobs, spent
 
 
 def _too_big(plan: PreparedShot, label: str, built: int, total: int) -> ManifestError:
@@ -171,9 +210,15 @@ class _Builder:
     combination does not touch are the shot's own, shared objects.
     """
 
-    def __init__(self, manifest: Manifest, plan: PreparedShot, problems: RepeatedProblems, spent: int = 0) -> None:
+    def __init__(self, manifest: Manifest, plan: PreparedShot, problems: RepeatedProblems, spent: int = 0,
+                 seeds: tuple[int, int] = SEED_RANGE) -> None:
         self.manifest, self.plan, self.problems = manifest, plan, problems
         self.spent = spent  # bytes the jobs built so far hold (this shot's and the shots' before)
+        self.seeds = seeds
+        # The take and profile parts of labels and file names (``#2``, ``@final``; ``_take2``, ``_final``).
+        self.profile = plan.profile
+        self.label_end = "" if plan.profile is None else PROFILE_SUFFIX + plan.profile
+        self.slug_end = "" if plan.profile is None else "_" + slug_part(plan.profile)
         self.campaign = manifest.name
         self.axis_names = [axis.name for axis in plan.axes]
         self.param_axes = [axis.name for axis in plan.axes if axis.name in _PARAMS]
@@ -182,17 +227,37 @@ class _Builder:
         self.param_index: Callable[[tuple[int, ...]], Any] = itemgetter(*positions) if positions else _nothing
         self.filename = manifest.output.filename
         self.filename_at = manifest.output.filename_location
-        # Context, later wins: resolved parameters < vars < shot vars < combination keys
-        # < shot, campaign. A parameter a combination sets is also one of its keys, so
-        # it has the combination's precedence there too.
+        # Context, later wins: take, profile < resolved parameters < vars < shot vars <
+        # combination keys < shot, campaign. A parameter a combination sets is also one of
+        # its keys, so it has the combination's precedence there too. ``take`` and
+        # ``profile`` come first, not reserved: a manifest's own axis or var of that name
+        # (written before takes existed) keeps its meaning. Each is defined only where it
+        # means something (takes rendered, profiles declared).
         shot_params = {k: plan.params[k] for k in CONTEXT if plan.params.get(k) is not None}
-        self.base = {**shot_params, **plan.vars}
+        self.base = {**({} if plan.profile is None else {"profile": plan.profile}), **shot_params, **plan.vars}
         self.last = {"shot": plan.context, "campaign": self.campaign}
         self.origins: dict[tuple[Any, ...], Mapping[str, Location]] = {}
         self.label_parts = [[f"/{part}" for part in column] for column in plan.parts]
         self.slug_parts = [[f"_{part}" for part in column] for column in plan.slugs]
+        # A seed axis makes takes, named ``#N``: its values are not parts of the label.
+        self.take_axes = frozenset() if plan.seed_axis is None else frozenset({SEED})
+        if plan.seed_axis is not None:
+            self.label_parts[plan.seed_axis] = [""] * len(self.label_parts[plan.seed_axis])
+            self.slug_parts[plan.seed_axis] = [""] * len(self.slug_parts[plan.seed_axis])
 
-    def job(self, combo: Combination) -> Job | None:
+    def takes(self, combo: Combination) -> range | tuple[int]:
+        """The take numbers of ``combo``: 1 to ``takes:``; its seed's place in the seed axis; else just 1."""
+        plan = self.plan
+        position = plan.seed_axis
+        if position is not None:
+            if combo.axis_index is not None:
+                return (combo.axis_index[position] + 1,)
+            values = plan.axes[position].values  # a combination an include made: its seed's place, if any
+            seed = combo.values.get(SEED)
+            return (values.index(seed) + 1 if seed in values else 1,)
+        return range(1, plan.takes.count + 1) if plan.takes is not None else (1,)
+
+    def job(self, combo: Combination, take: int = 1) -> Job | None:
         plan = self.plan
         values = combo.values
         params = plan.params
@@ -202,11 +267,21 @@ class _Builder:
             params = {**params, **{k: values[k] for k in combo_set}}
         label, slug = self.label(combo)
         origins = self.origins_of(combo, combo_set) if combo_set else plan.origins
+        if plan.named_takes:
+            label, slug = take_label(label, take), f"{slug}_take{take}"
+            if plan.seed_axis is None:
+                seeded, origins = self.seeded(params, origins, label)
+                if seeded is None:
+                    return None
+                params = seeded
+        label, slug = label + self.label_end, slug + self.slug_end
         missing = [name for name in REQUIRED if params.get(name) is None]
         if missing:
             self.missing(missing, label)
             return None
         context = {**self.base, **values, **self.last}
+        if plan.named_takes:
+            context = {"take": take, **context}
         request = self.request(params, context, origins, label)
         if request is None:
             return None
@@ -219,7 +294,19 @@ class _Builder:
         if output is None:
             return None
         self.spent += len(canonical) + len(label) + len(output)
-        return Job(self.campaign, plan.id, label, values, request, key, output, plan.location, origins, plan.private)
+        return Job(self.campaign, plan.id, label, values, request, key, output, plan.location, origins, plan.private,
+                   take, self.profile)
+
+    def seeded(self, params: dict[str, Any], origins: Mapping[str, Location],
+               label: str) -> tuple[dict[str, Any] | None, Mapping[str, Location]]:
+        """The take's parameters with its seed (:func:`.takes.with_seed`; None: a problem, recorded)."""
+        takes = self.plan.takes
+        assert takes is not None  # named takes without a seed axis come from takes:
+        seeded, origins, problem = with_seed(params, origins, label, takes, self.seeds)
+        if problem is not None:
+            self.problems.add((self.plan.index, "pinned seed", params.get(SEED)), problem,
+                              origins.get(SEED, takes.location), label)
+        return seeded, origins
 
     def origins_of(self, combo: Combination, combo_set: list[str]) -> Mapping[str, Location]:
         """The shot's origins with the combination's own values; shared by equal combinations."""
@@ -240,7 +327,7 @@ class _Builder:
             return label, plan.id + "".join(map(getitem, self.slug_parts, index))
         # A combination an include entry created: its axis values, then its own keys;
         # request parameters only when nothing else tells it apart.
-        keys = [k for k in self.axis_names if k in combo.values]
+        keys = [k for k in self.axis_names if k in combo.values and k not in self.take_axes]
         keys += [k for k in combo.values if k not in self.axis_names and k not in _PARAMS]
         if not keys:
             keys = [k for k in combo.values if k not in _TEMPLATED]

@@ -1,6 +1,7 @@
 """Two jobs that would be one: the same label, the same request, the same file, or a file that is a folder.
 
-The same request is one job, paid for once; two jobs writing one file (file names
+The same request is one job, paid for once (a draft and its final that are the same
+request are a profile that changes nothing); two jobs writing one file (file names
 that differ only in case are one file) or a file another job needs as a folder
 (``x.mp4`` and ``x.mp4/y.mp4``) would lose a video.
 """
@@ -38,7 +39,12 @@ def clashes(jobs: Sequence[Job], nested: bool = True) -> list[ManifestError]:
                    "give the include entries a value that tells them apart")
             continue
         first = keys.setdefault(job.key, job)
-        if first is not job:
+        if first is not job and first.profile != job.profile:
+            _clash(problems, "profiles", first, job,
+                   f"jobs {first.label!r} and {job.label!r} make the identical request (key {job.key[:12]}): the "
+                   f"shot's own parameters override everything profiles {first.profile!r} and {job.profile!r} differ "
+                   "in; set those per profile in the shot's profiles: instead, so each profile renders its own")
+        elif first is not job:
             _clash(problems, "request", first, job,
                    f"jobs {first.label!r} and {job.label!r} make the identical request (key {job.key[:12]}); "
                    "the same request is one job and is paid for once; "

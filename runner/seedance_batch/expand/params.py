@@ -10,12 +10,14 @@ its report column. The rows are in the order the reports show the parameters.
 Adding a parameter is a row here, its property in ``schemas/manifest.schema.json``
 (``$defs.params`` and ``$defs.shot``) and, when it has a rule, that key in each
 model of ``schemas/models.json``; tests/test_params.py holds the three in agreement.
-For example ``seed`` (a whole number, sent as ``input.seed``, optional, not a
+``seed`` was added so (a whole number, sent as ``input.seed``, optional, not a
 template, a ``seed`` column at the end of report.csv)::
 
     Param("seed", INTEGER, order=10, rule="seed", csv="seed")
 
-with ``"seed": {"min": 0, "max": 4294967295}`` in each model of models.json.
+with ``"seed": {"min": 0, "max": 4294967295}`` in each model of models.json. It is the
+one parameter APIDot does not list in its public field table: its own playground and
+client code send it (see ../shared/apidot-contract.md), so it is sent here as they send it.
 
 The kinds say how a value is checked against its model (:mod:`seedance_batch.models`):
 
@@ -99,6 +101,8 @@ PARAMS: tuple[Param, ...] = (
     Param("reference_image_urls", URLS, order=7, templated=True),
     Param("reference_video_urls", URLS, order=8, templated=True),
     Param("reference_audio_urls", URLS, order=9, templated=True),
+    # Undocumented by APIDot's field table, sent by its own playground and client code.
+    Param("seed", INTEGER, order=10, rule="seed", csv="seed"),
 )
 
 # --- Derived: every other list of parameters in the code ------------------------------------------

@@ -3,8 +3,9 @@
 :func:`prepare_shots` checks the matrices (:mod:`.checks`), measures the whole
 manifest before anything is built (:mod:`.limits`), and prepares, per shot, the
 combinations, the parameters from ``defaults`` and the shot, where each was
-written, and the label parts of every axis value, so that building a job is a
-handful of dictionary operations (see :mod:`seedance_batch.expand.build`).
+written, its takes (:mod:`.takes`), and the label parts of every axis value, so that
+building a job is a handful of dictionary operations (see :mod:`seedance_batch.expand.build`).
+The parameters are those without a profile; :mod:`.profiles` lays a profile over them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 
 from ..errors import Location, ManifestError
 from ..manifest import Manifest, ManifestPath, Matrix, MatrixEntry, Shot
+from ..manifest.records import Takes
 from .checks import ShotNames, matrix_problems
 from .limits import within_limits
 from .matrix import Axis, Combination, Entry, MatrixSize, combinations, matrix_size
 from .params import NAMES as PARAM_NAMES
+from .takes import SEED
 
 __all__ = ["PreparedShot", "SharedMatrix", "label_part", "prepare_shots", "slug_part"]
 
@@ -31,7 +34,12 @@ _UNSAFE = re.compile(r"[^\w.+-]+")
 
 @dataclass(slots=True)
 class PreparedShot:
-    """One shot, prepared: its combinations and what every job of it shares."""
+    """One shot, prepared: its combinations and what every job of it shares.
+
+    ``takes`` is the ``takes:`` in force (the shot's, else the campaign's; None: none);
+    ``seed_axis`` the position of its matrix's ``seed`` axis (None: none), whose values
+    are its takes; ``profile`` the profile its parameters were laid out for.
+    """
 
     index: int
     id: str
@@ -48,7 +56,15 @@ class PreparedShot:
     parts: list[list[str]]
     slugs: list[list[str]]
     value_locations: Sequence[Sequence[Location]] = ()
+    takes: Takes | None = None
+    seed_axis: int | None = None
+    profile: str | None = None
     _origin_cache: dict[tuple[Any, ...], Location] = field(default_factory=dict)
+
+    @property
+    def named_takes(self) -> bool:
+        """Whether its jobs are takes, labelled ``#N`` (``takes:`` set, or a seed axis)."""
+        return self.takes is not None or self.seed_axis is not None
 
     def origin(self, combo: Combination, name: str, locate: Any) -> Location:
         """Where the value of ``name`` in ``combo`` was written (axis value or include entry)."""
@@ -194,6 +210,15 @@ def _prepare(manifest: Manifest, shot: Shot, matrix: SharedMatrix, errors: list[
             location=manifest.locate(matrix.path),
         ))
         return None
+    takes = shot.takes or manifest.takes
+    seed_axis = next((i for i, axis in enumerate(matrix.axes) if axis.name == SEED), None)
+    if takes is not None and seed_axis is not None:
+        errors.append(ManifestError(
+            f"takes: {takes.count} and the matrix's seed axis both make takes of shot {shot.id!r}; "
+            "keep one (each value of the seed axis is a take)",
+            location=takes.location,
+        ))
+        return None
     if clashes:
         return None
     context = {"id": shot.id, **({"description": shot.description} if shot.description is not None else {})}
@@ -205,4 +230,5 @@ def _prepare(manifest: Manifest, shot: Shot, matrix: SharedMatrix, errors: list[
         origins={**manifest.defaults.origins, **shot.params.origins},
         vars={**manifest.vars, **shot.vars}, context=context,
         parts=matrix.parts, slugs=matrix.slugs, value_locations=matrix.locations,
+        takes=takes, seed_axis=seed_axis,
     )

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import Location, ManifestError, ManifestErrors
 from . import schema_check
 from .files import FileRefused, read_regular
+from .profiles import profile_errors
 from .records import Manifest, build_manifest, from_files, locate
 from .sources import load_sources
 from .yamlsrc import Pos, YamlProblem, load_yaml
@@ -43,6 +44,7 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ManifestError(problem.message, location=Location(file=file, line=problem.line, col=problem.col)) from None
     errors = schema_check.manifest_errors(data, lambda p, at_key=False: locate(file, positions, p, at_key=at_key))
     errors += _duplicate_shot_ids(data, file, positions)
+    errors += profile_errors(data, lambda p, at_key: locate(file, positions, p, at_key=at_key))
     sources, source_errors = load_sources(from_files(data), path, lambda p: locate(file, positions, p))
     ManifestErrors.raise_if_any(errors + source_errors)
     return build_manifest(path, hashlib.sha256(raw).hexdigest(), data, sources, positions)

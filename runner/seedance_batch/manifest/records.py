@@ -3,8 +3,8 @@
 :func:`build_manifest` turns schema-valid data (and what its ``from:`` files
 loaded) into a :class:`Manifest`: its shots, matrices with their axes and
 include/exclude entries, the parameters each level sets, output, budget and run
-settings, each carrying where it was written. Nothing after the loader walks the
-YAML's mappings with string keys.
+settings, profiles (named parameter sets) and takes, each carrying where it was
+written. Nothing after the loader walks the YAML's mappings with string keys.
 
 :func:`from_files` is the one exception, by necessity: the ``from:`` axes are found
 before the schema has said the manifest is valid (so that a missing data file is
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SELECTOR", "Budget", "FromFile", "Manifest", "ManifestPath", "Matrix", "MatrixAxis", "MatrixEntry", "Output",
-    "Params", "Shot", "build_manifest", "dotted", "from_files", "locate",
+    "Params", "Shot", "Takes", "build_manifest", "dotted", "from_files", "locate",
 ]
 
 ManifestPath = tuple["str | int", ...]
@@ -41,6 +41,9 @@ Locate = Callable[[ManifestPath], Location]
 SELECTOR = "shot"
 _ENTRY_LISTS = ("include", "exclude")
 _DATA_SUFFIXES = (".csv", ".yaml", ".yml", ".json")
+# The key a level (defaults, a shot) sets its number of takes with; a shot's adjustments to profiles.
+TAKES, PROFILES = "takes", "profiles"
+_NO_PROFILES: Mapping[str, Params] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +98,20 @@ class Params:
 
 
 @dataclass(frozen=True, slots=True)
+class Takes:
+    """``takes: N`` as one level (``defaults`` or a shot) wrote it: how many, and where."""
+
+    count: int
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
 class Shot:
-    """One shot as written; ``matrix`` is its own (None: it uses the campaign's)."""
+    """One shot as written; ``matrix`` is its own (None: it uses the campaign's).
+
+    ``takes`` is its own ``takes:`` (None: the campaign's default); ``profiles`` its
+    adjustments to the manifest's profiles, by profile name, in the order written.
+    """
 
     index: int
     id: str
@@ -106,6 +121,8 @@ class Shot:
     params: Params
     matrix: Matrix | None
     location: Location
+    takes: Takes | None = None
+    profiles: Mapping[str, Params] = field(default_factory=lambda: _NO_PROFILES)
 
     @property
     def path(self) -> ManifestPath:
@@ -135,7 +152,9 @@ class Manifest:
     """A loaded, schema-valid manifest.
 
     ``matrix`` is the campaign's (no axes when it has none); ``run`` the run settings
-    as written (read-only; RunSettings.build checks them).
+    as written (read-only; RunSettings.build checks them). ``profiles`` are the named
+    parameter sets in the order written, ``profile`` the one used without ``--profile``
+    (None without profiles); ``takes`` is ``defaults.takes``.
     """
 
     path: Path
@@ -150,6 +169,9 @@ class Manifest:
     budget: Budget
     output: Output
     run: Mapping[str, Any]
+    profiles: Mapping[str, Params] = field(default_factory=lambda: _NO_PROFILES)
+    profile: str | None = None
+    takes: Takes | None = None
     positions: Pos | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -248,6 +270,9 @@ def build_manifest(
         output=Output(output.get("dir", "renders"), output.get("filename"),
                       where(("output", "filename")) if "filename" in output else None),
         run=MappingProxyType(data.get("run", {})),
+        profiles=_profiles(data.get(PROFILES, {}), (PROFILES,), where),
+        profile=data.get("profile"),
+        takes=_takes(data.get("defaults", {}), ("defaults",), where),
         positions=positions,
     )
 
@@ -260,6 +285,8 @@ def _shot(index: int, spec: Mapping[str, Any], sources: Mapping[ManifestPath, Ax
         vars=MappingProxyType(spec.get("vars", {})), params=_params(spec, base, where),
         matrix=None if own is None else _matrix(own, (*base, "matrix"), sources, where),
         location=where(base),
+        takes=_takes(spec, base, where),
+        profiles=_profiles(spec.get(PROFILES, {}), (*base, PROFILES), where),
     )
 
 
@@ -267,6 +294,16 @@ def _params(spec: Mapping[str, Any], base: ManifestPath, where: Locate) -> Param
     names = [name for name in PARAM_NAMES if name in spec]
     return Params(MappingProxyType({name: spec[name] for name in names}),
                   MappingProxyType({name: where((*base, name)) for name in names}))
+
+
+def _takes(spec: Mapping[str, Any], base: ManifestPath, where: Locate) -> Takes | None:
+    count = spec.get(TAKES)
+    return None if count is None else Takes(int(count), where((*base, TAKES)))
+
+
+def _profiles(spec: Mapping[str, Any], base: ManifestPath, where: Locate) -> Mapping[str, Params]:
+    """Profile name -> the parameters it sets (a campaign's profiles, or a shot's adjustments to them)."""
+    return MappingProxyType({name: _params(values, (*base, name), where) for name, values in spec.items()})
 
 
 def _matrix(spec: Mapping[str, Any], path: ManifestPath, sources: Mapping[ManifestPath, AxisSource], where: Locate) -> Matrix:

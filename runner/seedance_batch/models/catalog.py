@@ -23,6 +23,7 @@ from .._data import data_path
 from ..errors import Location, PriceFileError
 from ..expand.params import CHOICE, INPUT, INTEGER, PARAMS, URLS, Param
 from ..safetext import bound
+from .media import MediaLimits, bundled_media_limits, media_limits
 
 __all__ = [
     "FALLBACK_MARGIN_MIB", "FALLBACK_MBIT_PER_SECOND", "MIB", "Catalog", "ModelRules", "Rate", "RenderTime", "Span",
@@ -123,6 +124,8 @@ class Catalog:
     comparison: str
     models: Mapping[str, ModelRules]
     source: str
+    # Which media each request URL field takes (the ``media`` section; absent: the bundled file's).
+    media: MediaLimits = field(default_factory=bundled_media_limits)
 
 
 def load_catalog(path: Path | str | None = None) -> Catalog:
@@ -151,6 +154,7 @@ def _read_catalog(path: Path) -> Catalog:
         comparison=raw.get("comparison", "fal.ai"),
         models=models,
         source=str(path),
+        media=media_limits(raw.get("media"), path),
     )
 
 

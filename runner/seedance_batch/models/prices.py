@@ -19,9 +19,12 @@ __all__ = ["VIDEO_INPUT", "Cost", "PricedJob", "max_video_bytes", "price_jobs", 
 
 # The price file's ``video_input`` rate applies when a request has this field.
 VIDEO_INPUT = "reference_video_urls"
-# Parameters that differ in (nearly) every job, so are checked per job, not per parameter set.
+# Parameters that differ in (nearly) every job, so are checked per job, not per parameter set:
+# the texts (the prompt), and the seed (every take has its own: keyed into the parameter set,
+# 100,000 takes would be 100,000 sets, eight times the plan's pricing time).
 _PER_JOB = tuple(p for p in PARAMS if p.kind == TEXT and p.in_input)
-_PER_JOB_NAMES = frozenset(p.name for p in _PER_JOB)
+_PER_TAKE = tuple(p for p in PARAMS if p.name == "seed")
+_PER_JOB_NAMES = frozenset(p.name for p in (*_PER_JOB, *_PER_TAKE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,12 @@ def price_jobs(jobs: Iterable[Job], catalog: Catalog) -> list[PricedJob]:
             value = values.get(param.name)
             if value.__class__ is not str or not value.strip():  # the usual answer, without a call
                 problems = [*problems, *check_value(param, value, None)]
+        for param in _PER_TAKE:  # checked against the job's model's range (an unknown model is one problem already)
+            value = values.get(param.name)
+            if value is not None:
+                model = request.get("model")
+                rules = catalog.models.get(model) if isinstance(model, str) else None
+                problems = [*problems, *check_value(param, value, rules)]
         if problems:
             for problem in problems:
                 _add_violation(violations, job, problem)
@@ -117,7 +126,8 @@ def _verdict(request: Mapping[str, Any], catalog: Catalog) -> tuple[list[RuleVio
     """The rule violations (but the per-job texts') and the price of one parameter set."""
     data = request.get("input")
     if isinstance(data, Mapping):
-        request = {**request, "input": {**data, **{p.name: "checked per job" for p in _PER_JOB}}}
+        own = {k: v for k, v in data.items() if k not in _PER_JOB_NAMES}  # the seed is checked per job too
+        request = {**request, "input": {**own, **{p.name: "checked per job" for p in _PER_JOB}}}
     problems = check_request(request, catalog)
     return problems, (None if problems else price_request(request, catalog))
 
