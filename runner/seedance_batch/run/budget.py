@@ -17,7 +17,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
-__all__ = ["Budget", "LocalBudget"]
+__all__ = ["Budget", "LedgerBudget", "LocalBudget"]
 
 
 class Budget(Protocol):
@@ -31,6 +31,12 @@ class Budget(Protocol):
     @property
     def spent(self) -> Decimal:
         """Spent so far: before this run and by it (held amounts not included)."""
+        ...
+
+    @property
+    def in_claim(self) -> Decimal | None:
+        """The budget each claim carries to the ledger, which reserves it in the claim's transaction
+        (None: this budget is held here, in memory)."""
         ...
 
     async def reserve(self, cost: Decimal) -> bool:
@@ -59,6 +65,10 @@ class LocalBudget:
     def spent(self) -> Decimal:
         return self._spent
 
+    @property
+    def in_claim(self) -> Decimal | None:
+        return None
+
     async def reserve(self, cost: Decimal) -> bool:
         if self._limit is not None and self._spent + self._held + cost > self._limit:
             return False
@@ -69,3 +79,21 @@ class LocalBudget:
         self._held -= cost
         if charged:
             self._spent += cost
+
+
+class LedgerBudget(LocalBudget):
+    """The campaign's budget on a ledger several runners share: reserved by each claim, in the database.
+
+    The claim itself (``begin_submit`` with ``max_usd``) is refused when the campaign's
+    charged rows, every runner's, plus the job's price would pass the limit (see
+    :mod:`~seedance_batch.ledger.claims`), so nothing is held here: :meth:`reserve` always
+    holds, and the figures kept are this runner's own, for its progress and summary.
+    """
+
+    @property
+    def in_claim(self) -> Decimal | None:
+        return self.limit
+
+    async def reserve(self, cost: Decimal) -> bool:
+        self._held += cost  # the claim decides; held here only for this runner's figures
+        return True
