@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli_support import Project, clean_environment
+from pg_server import pg_database, pg_url, postgres  # noqa: F401 - fixtures: a real PostgreSQL server
 from seedance_batch.ledger import Ledger, open_ledger
 
 

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine_support import numbered_manifest
+from engine_support import ALL_END, numbered_manifest
+from seedance_batch.ledger import open_ledger
 from seedance_batch.simulator import SimulatorConfig, run_simulator
 
 SCALE = 0.01
@@ -47,7 +48,7 @@ def kill_when(proc: subprocess.Popen[bytes], sim, submits: int) -> bool:
 
 def test_kill_9_at_several_points_then_resume(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(numbered_manifest("crashy", JOBS, max_in_flight=20))
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         kills = 0
         for point in KILL_AFTER_SUBMITS:
             proc = start_run(tmp_path, sim.base_url)
@@ -89,17 +90,30 @@ FULL_DISK = """\
 import resource, signal, sys
 from seedance_batch.cli import main
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
-resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
 sys.exit(main(sys.argv[1:]))
 """
+# Room past a fresh ledger's own size (it grows with each migration: measured, not guessed)
+# for the first few jobs' rows and events, not for the run's.
+ROOM = 22_000
+
+
+def fresh_ledger_size(where: Path) -> int:
+    """The largest file a fresh ledger of this version is made of (the limit applies per file)."""
+    with open_ledger(where / "ledger.sqlite"):
+        pass
+    return max(p.stat().st_size for p in where.glob("ledger.sqlite*"))
 
 
 def test_a_ledger_that_cannot_be_written_mid_run_is_one_line_and_resumable(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(numbered_manifest("crashy", JOBS, max_in_flight=20))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APIDOT_", "SEEDANCE_"))}
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         env.update({"CI": "true", "APIDOT_BASE_URL": sim.base_url, "APIDOT_API_KEY": "sk-sim-full"})
-        full = subprocess.run([sys.executable, "-c", FULL_DISK, "run", "m.yaml", "--time-scale", str(SCALE)],
+        (tmp_path / "fresh").mkdir()
+        limit = fresh_ledger_size(tmp_path / "fresh") + ROOM
+        full = subprocess.run([sys.executable, "-c", FULL_DISK.format(limit=limit), "run", "m.yaml",
+                               "--time-scale", str(SCALE)],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
         assert full.returncode == 5, full.stderr  # the ledger failed mid-run: EXIT_LEDGER, not "nothing submitted"
         assert "Traceback" not in full.stderr

@@ -6,14 +6,14 @@ import hashlib
 import threading
 from pathlib import Path
 
-from engine_support import SCALE, make_jobs, plan_for, run_engine, settings
+from engine_support import ALL_END, SCALE, make_jobs, plan_for, run_engine, settings
 from seedance_batch.ledger import Ledger
 from seedance_batch.simulator import SimulatorConfig, run_simulator
 
 
 def test_happy_path_renders_downloads_and_second_run_submits_nothing(tmp_path: Path, ledger: Ledger) -> None:
     jobs = make_jobs(12)
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path))
         assert result.exit_code == 0, result.counts()
         assert result.counts() == {"done": 12}
@@ -54,7 +54,7 @@ class Watched:
 def test_every_ledger_call_of_a_run_is_made_off_the_event_loop(tmp_path: Path, ledger: Ledger) -> None:
     jobs = make_jobs(6)
     watched = Watched(ledger)
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         plan = plan_for(jobs, ledger)
         result = run_engine(plan, sim.base_url, watched, settings(tmp_path))  # type: ignore[arg-type]
     assert result.counts() == {"done": 6}
@@ -72,7 +72,7 @@ def test_a_run_leaves_stamina_hooks_to_the_application(tmp_path: Path, ledger: L
     seen: list[object] = []
     stamina.instrumentation.set_on_retry_hooks([seen.append])
     try:
-        faults = Faults(seed=3, on=frozenset({"submit"}), server_error=0.5)
+        faults = Faults(seed=3, task_stuck=0, on=frozenset({"submit"}), server_error=0.5)
         with run_simulator(SimulatorConfig(time_scale=SCALE, faults=faults)) as sim:
             result = run_engine(plan_for(make_jobs(6), ledger), sim.base_url, ledger, settings(tmp_path, max_attempts=10))
         assert result.counts() == {"done": 6}

@@ -7,7 +7,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from engine_support import SCALE, make_jobs, plan_for, run_engine, settings
+from engine_support import ALL_END, SCALE, make_jobs, plan_for, run_engine, settings
 from seedance_batch.errors import EXIT_ACCOUNT, EXIT_BUDGET, AuthenticationError, InsufficientCredits
 from seedance_batch.ledger import JobState, Ledger
 from seedance_batch.simulator import SimulatorConfig, run_simulator
@@ -27,7 +27,7 @@ class FastClock:
 
 def test_401_stops_at_once_and_exits_4(tmp_path: Path, ledger: Ledger) -> None:
     jobs = make_jobs(5)
-    with run_simulator(SimulatorConfig(time_scale=SCALE, api_key="sk-sim-the-right-one")) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END, api_key="sk-sim-the-right-one")) as sim:
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path), key="sk-sim-wrong")
         assert sim.stats()["submits"]["accepted"] == 0
     assert isinstance(result.error, AuthenticationError)
@@ -40,7 +40,7 @@ def test_401_stops_at_once_and_exits_4(tmp_path: Path, ledger: Ledger) -> None:
 
 def test_402_mid_run_stops_submitting_keeps_tracking_exits_4(tmp_path: Path, ledger: Ledger) -> None:
     jobs = make_jobs(10)
-    with run_simulator(SimulatorConfig(time_scale=SCALE, credits=56 * 4)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END, credits=56 * 4)) as sim:
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path, submits_per_minute=300))
         assert sim.stats()["submits"]["accepted"] == 4
     assert isinstance(result.error, InsufficientCredits) and result.exit_code == EXIT_ACCOUNT
@@ -54,7 +54,10 @@ def test_429_storm_slows_the_whole_run_and_loses_nothing(tmp_path: Path, ledger:
     # The simulator's clock runs 60x: its "20 submits a minute" is 20 a real second.
     clock = FastClock(60.0)
     jobs = make_jobs(40)
-    config = SimulatorConfig(time_scale=SCALE * 60, submits_per_minute=20)
+    # The rate limit of earlier simulators (a sliding minute, Retry-After on every 429): the
+    # pacer honours Retry-After; the contract's fixed windows without it are test_engine_pacing.py's.
+    config = SimulatorConfig(time_scale=SCALE * 60, submits_per_minute=20, rate_window=60.0,
+                             rate_limit_mode="sliding", retry_after=True, faults=ALL_END)
     with run_simulator(config, clock=clock) as sim:
         run_settings = settings(tmp_path, submits_per_minute=3000, retry_wait_max=0.3, max_attempts=20)
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, run_settings)
@@ -70,7 +73,7 @@ def test_429_storm_slows_the_whole_run_and_loses_nothing(tmp_path: Path, ledger:
 def test_budget_stops_before_the_job_that_would_cross_it(tmp_path: Path, ledger: Ledger) -> None:
     jobs = make_jobs(10)  # $0.28 each
     plan = plan_for(jobs, ledger, budget=Decimal("1.00"))  # the engine re-checks before every submit
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         result = run_engine(plan, sim.base_url, ledger, settings(tmp_path, max_in_flight=2))
         stats = sim.stats()
     assert stats["submits"]["accepted"] == 3, (stats["submits"], stats["errors"], result.counts())
@@ -82,7 +85,7 @@ def test_budget_stops_before_the_job_that_would_cross_it(tmp_path: Path, ledger:
 def test_expired_file_url_is_refreshed_by_asking_status_again(tmp_path: Path, ledger: Ledger) -> None:
     clock = FastClock()
     jobs = make_jobs(2)
-    with run_simulator(SimulatorConfig(time_scale=SCALE, url_ttl=30), clock=clock) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END, url_ttl=30), clock=clock) as sim:
         first = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path))
         assert first.counts() == {"done": 2}
         # Pretend the download never happened: the row is back to finished with its old URL...

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli_support import Project
+from engine_support import ALL_END
 from seedance_batch.simulator import Faults, SimulatorConfig, run_simulator
 
 SCALE = 0.004
@@ -43,7 +44,7 @@ def every_byte(root: Path) -> bytes:
 
 
 def test_canary_key_never_appears_anywhere(project: Project) -> None:
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         env = {"APIDOT_BASE_URL": sim.base_url, "APIDOT_API_KEY": CANARY}
         done = project.run("run", "m.yaml", "--time-scale", str(SCALE), env=env)
         status = project.run("status", "m.yaml", "--json", env=env)
@@ -61,7 +62,7 @@ def test_canary_key_never_appears_anywhere(project: Project) -> None:
 
 
 def test_rejected_canary_key_is_not_echoed_and_exits_4(project: Project) -> None:
-    with run_simulator(SimulatorConfig(time_scale=SCALE, api_key="sk-sim-another-key")) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END, api_key="sk-sim-another-key")) as sim:
         env = {"APIDOT_BASE_URL": sim.base_url}
         (project.path / ".env").write_text(f"APIDOT_API_KEY={CANARY}\n")  # read from .env, too
         done = project.run("run", "m.yaml", "--time-scale", str(SCALE), env=env)
@@ -79,7 +80,7 @@ def test_missing_key_is_a_usage_error_naming_the_variable(project: Project) -> N
 
 
 def test_over_budget_plan_is_refused_with_exit_3_and_nothing_submitted(project: Project) -> None:
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         env = {"APIDOT_BASE_URL": sim.base_url, "APIDOT_API_KEY": "sk-sim-x"}
         done = project.run("run", "m.yaml", "--max-usd", "0.5", "--time-scale", str(SCALE), env=env)
         assert sim.stats()["submits"]["requests"] == 0
@@ -120,14 +121,14 @@ def test_a_dotenv_is_read_as_python_dotenv_reads_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("listen", "message"), [
-    ("8787", "error: --listen must be HOST:PORT (a port up to 65535), got '8787'"),
-    ("localhost:99999", "error: --listen must be HOST:PORT (a port up to 65535), got 'localhost:99999'"),
+    ("8787", "error: --listen must be HOST:PORT (a port up to 65535) or off, got '8787'"),
+    ("localhost:99999", "error: --listen must be HOST:PORT (a port up to 65535) or off, got 'localhost:99999'"),
     ("no-such-host.invalid:8787", "error: cannot listen on --listen no-such-host.invalid:8787: "),
 ])
 def test_a_bad_listen_is_one_line_and_exit_2_before_anything_is_sent(project: Project, listen: str,
                                                                      message: str) -> None:
     (project.path / "m.yaml").write_text(MANIFEST + "  callback_url: https://hooks.example.com/apidot\n")
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         env = {"APIDOT_BASE_URL": sim.base_url, "APIDOT_API_KEY": "sk-sim-x"}
         done = project.run("run", "m.yaml", "--listen", listen, "--time-scale", str(SCALE), env=env)
         assert sim.stats()["submits"]["requests"] == 0
@@ -157,7 +158,7 @@ def test_a_report_dir_that_cannot_be_written_is_refused_before_anything_is_paid(
 def test_retries_are_told_on_the_progress_lines_only(project: Project) -> None:
     # The CLI sets stamina's instrumentation (the application owns logging): no second,
     # unscrubbed account of each retry on stderr.
-    faults = Faults(seed=3, on=frozenset({"submit"}), server_error=0.5)
+    faults = Faults(seed=3, task_stuck=0, on=frozenset({"submit"}), server_error=0.5)
     with run_simulator(SimulatorConfig(time_scale=SCALE, faults=faults)) as sim:
         env = {"APIDOT_BASE_URL": sim.base_url, "APIDOT_API_KEY": "sk-sim-x"}
         done = project.run("run", "m.yaml", "--time-scale", str(SCALE), env=env).assert_success()

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine_support import SCALE, make_jobs, plan_for, run_engine, settings
+from engine_support import ALL_END, SCALE, make_jobs, plan_for, run_engine, settings
 from seedance_batch.ledger import JobState, Ledger
 from seedance_batch.simulator import Faults, SimulatorConfig, run_simulator
 
@@ -26,7 +26,7 @@ def states(result) -> dict[str, int]:
 @pytest.mark.parametrize("fault", ["server_error", "error_code", "slow"])
 def test_answered_faults_are_retried_until_done(fault: str, tmp_path: Path, ledger: Ledger) -> None:
     jobs = make_jobs(10)
-    faults = Faults(seed=3, slow_seconds=0.05, **{fault: 0.4})
+    faults = Faults(seed=3, task_stuck=0, slow_seconds=0.05, **{fault: 0.4})
     with run_simulator(SimulatorConfig(time_scale=SCALE, faults=faults)) as sim:
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path, max_attempts=10))
         assert states(result) == {"done": 10}
@@ -40,7 +40,7 @@ def test_answered_faults_are_retried_until_done(fault: str, tmp_path: Path, ledg
 @pytest.mark.parametrize("fault", ["drop", "malformed"])
 def test_status_faults_are_retried(fault: str, tmp_path: Path, ledger: Ledger) -> None:
     jobs = make_jobs(8)
-    faults = Faults(seed=5, on=frozenset({"status"}), **{fault: 0.4})
+    faults = Faults(seed=5, task_stuck=0, on=frozenset({"status"}), **{fault: 0.4})
     with run_simulator(SimulatorConfig(time_scale=SCALE, faults=faults)) as sim:
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path))
         assert states(result) == {"done": 8}
@@ -51,7 +51,7 @@ def test_status_faults_are_retried(fault: str, tmp_path: Path, ledger: Ledger) -
 def test_unreadable_submit_answers_are_unknown_never_resubmitted(fault: str, tmp_path: Path, ledger: Ledger) -> None:
     # A dropped connection or an unreadable 200: the client cannot tell whether a task exists.
     jobs = make_jobs(8)
-    faults = Faults(seed=11, on=frozenset({"submit"}), **{fault: 0.5})
+    faults = Faults(seed=11, task_stuck=0, on=frozenset({"submit"}), **{fault: 0.5})
     with run_simulator(SimulatorConfig(time_scale=SCALE, faults=faults)) as sim:
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path))
         counts = states(result)
@@ -65,7 +65,7 @@ def test_unreadable_submit_answers_are_unknown_never_resubmitted(fault: str, tmp
 
 def test_ambiguous_submit_is_unknown_then_resubmitted_only_when_asked(tmp_path: Path, ledger: Ledger) -> None:
     jobs = make_jobs(8)
-    faults = Faults(seed=2, ambiguous_submit=0.4, hang_seconds=5.0)
+    faults = Faults(seed=2, task_stuck=0, ambiguous_submit=0.4, hang_seconds=5.0)
     with run_simulator(SimulatorConfig(time_scale=SCALE, faults=faults)) as sim:
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path), timeout=SHORT)
         unknown = [r for r in result.records if r.state is JobState.UNKNOWN]
@@ -78,7 +78,7 @@ def test_ambiguous_submit_is_unknown_then_resubmitted_only_when_asked(tmp_path: 
         plain = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path), timeout=SHORT)
         assert plain.submitted == 0 and by_body(sim) == created
     # told to: resubmitted (a healthy simulator this time), and each paid twice, knowingly
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         told = run_engine(plan_for(jobs, ledger, resubmit_unknown=True), sim.base_url, ledger, settings(tmp_path))
         assert told.submitted == len(unknown)
         assert states(told) == {"done": 8}
@@ -87,13 +87,13 @@ def test_ambiguous_submit_is_unknown_then_resubmitted_only_when_asked(tmp_path: 
 
 def test_failed_tasks_fail_and_retry_failed_resubmits(tmp_path: Path, ledger: Ledger) -> None:
     jobs = make_jobs(8)
-    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=Faults(seed=4, task_fail=0.5))) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=Faults(seed=4, task_stuck=0, task_fail=0.5))) as sim:
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path))
         failed = [r for r in result.records if r.state is JobState.FAILED]
         assert failed and result.exit_code == 1
         assert all(r.error_class == "task_failed" and r.error_message and r.task_id for r in failed)
         assert run_engine(plan_for(jobs, ledger), sim.base_url, ledger, settings(tmp_path)).submitted == 0
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         again = run_engine(plan_for(jobs, ledger, retry_failed=True), sim.base_url, ledger, settings(tmp_path))
         assert again.submitted == len(failed) and states(again) == {"done": 8}
 
@@ -145,7 +145,7 @@ def test_a_video_that_cannot_be_written_stops_submitting_and_a_later_run_saves_i
     (tmp_path / "blocker").write_text("a file, not a folder")
     jobs = make_jobs(5)
     one_at_a_time = replace(settings(tmp_path, max_in_flight=1), output_dir=tmp_path / "blocker" / "renders")
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         result = run_engine(plan_for(jobs, ledger), sim.base_url, ledger, one_at_a_time)
         # the paid video stays finished (not failed: never paid again), and nothing more is paid for
         assert states(result) == {"finished": 1, "planned": 4}

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine_support import numbered_manifest
+from engine_support import ALL_END, numbered_manifest
 from seedance_batch.simulator import SimulatorConfig, run_simulator
 
 SCALE = 0.01
@@ -38,7 +38,7 @@ def ledger_states(cwd: Path) -> dict[str, int]:
 
 
 def test_one_ctrl_c_stops_submitting_and_keeps_tracking(tmp_path: Path) -> None:
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         proc = start(tmp_path, sim.base_url)
         wait_for_submits(proc, sim, 5)
         proc.send_signal(signal.SIGINT)
@@ -53,7 +53,7 @@ def test_one_ctrl_c_stops_submitting_and_keeps_tracking(tmp_path: Path) -> None:
 
 
 def test_two_ctrl_c_leave_at_once_with_a_consistent_ledger(tmp_path: Path) -> None:
-    with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    with run_simulator(SimulatorConfig(time_scale=SCALE, faults=ALL_END)) as sim:
         proc = start(tmp_path, sim.base_url)
         wait_for_submits(proc, sim, 5)
         proc.send_signal(signal.SIGINT)

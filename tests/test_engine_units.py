@@ -15,7 +15,7 @@ import pytest
 from seedance_batch.errors import RateLimited, TransientError, UsageError
 from seedance_batch.models import load_catalog
 from seedance_batch.run.downloads import safe_target
-from seedance_batch.run.polling import POLL_POLICIES, Bucket, catalog_prior, make_policy
+from seedance_batch.run.polling import POLL_POLICIES, Bucket, Next, Seen, catalog_prior, make_policy
 from seedance_batch.run.ratelimit import SAFETY, Pacer
 from seedance_batch.run.render_clock import FIRST_GUESS, STEP_DOWN, STEP_UP, RenderClock
 from seedance_batch.run.retry import Backoff
@@ -76,26 +76,31 @@ def test_pacer_halves_once_per_429_episode_and_recovers_additively() -> None:
     assert pacer.rate == pytest.approx(10.0)
 
 
+def _seen(last_age: float | None = None, *, late: int = 0, aimed: float | None = None) -> Seen:
+    return Seen(BUCKET, polls=0 if last_age is None else 1, last_age=last_age, late_polls=late, aimed=aimed)
+
+
 def test_poll_aim_explores_then_learns_and_steps_per_generation() -> None:
     clock = RenderClock(floor=0.5, prior=prior_seconds, rng=random.Random(1))
-    first = clock.next_poll(BUCKET, 0, None)
+    first = clock.next_poll(_seen()).age
     assert first == pytest.approx(prior_seconds(BUCKET) * FIRST_GUESS)
-    assert clock.next_poll(BUCKET, 0, first) == pytest.approx(first * 1.5, rel=0.1)  # exploring: widen
-    clock.observe(BUCKET, finished_at_age=40.0, late_polls=0, aimed_at=None)
+    assert clock.next_poll(_seen(first)).age == pytest.approx(first * 1.5, rel=0.1)  # exploring: widen
+    clock.observe(_seen(), finished_at_age=40.0)
     assert clock.aim(BUCKET) == 40.0  # seeded from the late end
-    assert clock.next_poll(BUCKET, 0, 12.0) == 40.0  # a job polled while exploring is re-aimed
+    assert clock.next_poll(_seen(12.0)) == Next(40.0, 40.0)  # a job polled while exploring is re-aimed
     for _ in range(30):  # thirty jobs aimed alike, all caught: one step down, not thirty
-        clock.observe(BUCKET, finished_at_age=40.0, late_polls=0, aimed_at=40.0)
+        clock.observe(_seen(aimed=40.0), finished_at_age=40.0)
     assert clock.aim(BUCKET) == pytest.approx(40.0 * (1 - STEP_DOWN))
     low = clock.aim(BUCKET)
     for _ in range(30):  # thirty aimed there, all missed: one step up
-        clock.observe(BUCKET, finished_at_age=41.0, late_polls=1, aimed_at=low)
+        clock.observe(_seen(late=1, aimed=low), finished_at_age=41.0)
     assert clock.aim(BUCKET) == pytest.approx(low * (1 + STEP_UP))
-    clock.observe(BUCKET, finished_at_age=400.0, late_polls=3, aimed_at=None)  # an unaimed straggler
+    clock.observe(_seen(late=3), finished_at_age=400.0)  # an unaimed straggler
     assert clock.aim(BUCKET) == pytest.approx(low * (1 + STEP_UP))
     # after a miss: asked again soon, then less often
     aim = clock.aim(BUCKET)
-    soon, later = clock.next_poll(BUCKET, 1, aim) - aim, clock.next_poll(BUCKET, 4, aim) - aim
+    soon = clock.next_poll(_seen(aim, late=1)).age - aim
+    later = clock.next_poll(_seen(aim, late=4)).age - aim
     assert 0.5 <= soon < later
     # another bucket starts from what this one taught, not from the raw prior
     other = Bucket("seedance-2", "1080p", 10)
@@ -141,6 +146,7 @@ def test_tracker_polls_one_job_once_at_a_time_even_when_rescheduled_to_the_same_
         tracker = PollQueue(poll, RenderClock(floor=0.0, prior=prior_seconds), time_scale=1e-3)  # aim a few ms ahead
         now = time.monotonic()
         item = Tracked(job=make_jobs(1)[0], task_id="task-1", bucket=BUCKET, started=now, deadline=now + 60)
+        assert item.seen == Seen(BUCKET)
         tracker.add(item)
         tracker.reschedule(item)  # the same aim again (as a re-aim after learning does): a twin heap entry
         tracker.close()
@@ -155,9 +161,9 @@ def test_tracker_polls_one_job_once_at_a_time_even_when_rescheduled_to_the_same_
 def test_every_poll_policy_is_made_by_name_and_an_unknown_name_is_refused() -> None:
     for name in POLL_POLICIES:
         policy = make_policy(name, floor=0.5, prior=prior_seconds)
-        assert not policy.learned(BUCKET) and policy.next_poll(BUCKET, 0, None) > 0
-    assert RunSettings().poll_policy in POLL_POLICIES
-    with pytest.raises(ValueError, match="no poll policy 'psychic'; known: render-clock"):
+        assert not policy.learned(BUCKET) and policy.next_poll(Seen(BUCKET)).age > 0
+    assert RunSettings().poll_policy in POLL_POLICIES and RunSettings().webhook_poll_policy in POLL_POLICIES
+    with pytest.raises(ValueError, match="no poll policy 'psychic'; known: progress-clock, render-clock, safety-net"):
         make_policy("psychic", floor=0.5, prior=prior_seconds)
 
 

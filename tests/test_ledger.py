@@ -78,7 +78,8 @@ def test_open_creates_folder_and_uses_wal_and_records_each_migration(tmp_path: P
     open_ledger(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in db.execute("SELECT name FROM _migrations")] == list(ledger_migrations.MIGRATIONS)
+    # in the order applied (rowid), not by name: a migration's number is its issue's, not its place
+    assert [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid")] == list(ledger_migrations.MIGRATIONS)
 
 
 def test_the_sqlite_steps_are_the_backend_neutral_names_in_order() -> None:
@@ -134,7 +135,8 @@ def test_two_connections_migrate_once(tmp_path: Path) -> None:
     with open_ledger(path) as first, open_ledger(path) as second:
         begin(first)
         assert second.record("c", "k1").state is JobState.SUBMITTING
-    assert sqlite3.connect(path).execute("SELECT count(*) FROM _migrations").fetchone() == (1,)
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM _migrations").fetchone() == (
+        len(ledger_migrations.MIGRATIONS),)
 
 
 # --- a ledger written by the session's first commit -----------------------------------------
@@ -190,8 +192,10 @@ def test_a_run_over_the_old_ledger_submits_nothing_and_done_stays_done(old: Proj
     assert "submitted 0 this run" in outcome.out
     assert _rows(ledger) == before
     db = sqlite3.connect(ledger)
-    assert db.execute("SELECT name, applied_at FROM _migrations").fetchall() == [
-        ("m001_jobs_and_events", "2026-12-01T21:02:22.868754+00:00")]  # opened unchanged: not migrated again
+    applied = db.execute("SELECT name, applied_at FROM _migrations ORDER BY rowid").fetchall()
+    # the old migration is not applied again; the ones added since are, after it, in order
+    assert applied[0] == ("m001_jobs_and_events", "2026-12-01T21:02:22.868754+00:00")
+    assert tuple(name for name, _ in applied) == ledger_migrations.MIGRATIONS
 
 
 def test_the_old_ledgers_failed_and_unknown_jobs_are_resubmitted_when_asked(old: Project) -> None:

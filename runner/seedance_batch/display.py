@@ -23,10 +23,19 @@ from rich.text import Text
 from .ledger import PLANNED
 from .models import Catalog
 from .plan import Change, Plan, PlannedJob
+from .plan_diff import ADD, DROP, GAP, Differ, FieldChange, diff_plan
 from .safetext import MAX_SERVICE_TEXT, bound, inert, one_line, service_text
 
-__all__ = ["inert_json", "plan_summary", "plan_table", "prices_table", "show", "status_rows", "status_table"]
+__all__ = [
+    "MAX_GROUPS", "MAX_REMOVED", "inert_json", "plan_changes", "plan_summary", "plan_table", "prices_table",
+    "profile_line", "profile_lines", "selection_line", "show", "status_rows", "status_table",
+]
 
+# At most this many groups of changes and removed jobs on a terminal (`plan --json` has them all).
+MAX_GROUPS = 100
+MAX_REMOVED = 20
+# How a word diff looks on a terminal with colour: the markers stay, so it reads without.
+_STYLES = {DROP: "red", ADD: "green", GAP: "dim"}
 # Characters JSON leaves raw that a terminal may act on (DEL, C1 controls, bidi, invisible
 # marks): json.dumps escapes the C0 controls itself.
 _BEYOND_JSON = re.compile("[\x7f-\uffff]")
@@ -82,38 +91,62 @@ class _Group:
             self.comparison_usd += cost.comparison_usd
 
 
-def plan_table(plan: Plan) -> Table:
-    """One row per (shot, model, resolution): jobs, what this run renders, and its cost."""
+def plan_table(plan: Plan, *, compare: str | None = None) -> Table:
+    """One row per (shot, model, resolution): jobs, what this run renders, and its cost.
+
+    ``compare`` (a profile's name, ``plan --compare``) adds a column: what the same jobs
+    cost in that profile (each job's counterpart there).
+    """
     groups: dict[tuple[str, str, str], _Group] = defaultdict(_Group)
+    other: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
     for planned in plan.jobs:
         job = planned.priced.job
-        groups[(job.shot, job.model, str(job.input["resolution"]))].add(planned)
-    table = Table(title=Text(f"Plan for campaign {one_line(plan.campaign)}"), title_justify="left")
+        row = (job.shot, job.model, str(job.input["resolution"]))
+        groups[row].add(planned)
+        if compare is not None and plan.profiles is not None:
+            found = plan.profiles.counterpart(job.take_label, compare)
+            other[row] += found.cost.usd if found is not None else Decimal(0)
+    title = f"Plan for campaign {one_line(plan.campaign)}"
+    if plan.profiles is not None:
+        title += f", profile {one_line(plan.profiles.profile)}"
+    table = Table(title=Text(title), title_justify="left")
     for heading in ("shot", "model", "resolution"):
         table.add_column(heading)
     for heading in ("jobs", "to render", "seconds", "credits", "USD"):
         table.add_column(heading, justify="right")
     table.add_column(show(f"{plan.catalog.comparison} USD"), justify="right")
-    for (shot, model, resolution), group in groups.items():
-        table.add_row(show(shot), show(model), show(resolution), str(group.jobs), str(group.render),
-                      str(group.seconds), f"{group.credits:,}", _usd(group.usd), _usd(group.comparison_usd))
+    if compare is not None:
+        table.add_column(show(f"{compare} USD"), justify="right")
+    for key, group in groups.items():
+        extra = [_usd(other[key])] if compare is not None else []
+        table.add_row(*(show(part) for part in key), str(group.jobs), str(group.render),
+                      str(group.seconds), f"{group.credits:,}", _usd(group.usd), _usd(group.comparison_usd), *extra)
     table.add_section()
     total_seconds = sum(int(j.priced.job.input["duration"]) for j in plan.jobs if j.submit)
     table.add_row(
         "total", "", "", str(len(plan.jobs)), str(len(plan.to_submit)), str(total_seconds),
-        f"{plan.credits:,}", _usd(plan.usd), _usd(plan.comparison_usd), style="bold",
+        f"{plan.credits:,}", _usd(plan.usd), _usd(plan.comparison_usd),
+        *([_usd(sum(other.values(), Decimal(0)))] if compare is not None else []), style="bold",
     )
     return table
 
 
-def plan_summary(plan: Plan) -> str:
+def plan_summary(plan: Plan, *, diff_shown: bool = False) -> str:
     """The one-paragraph verdict under the table: what changes, what it costs, the budget.
 
     Plain text (print it with ``markup=False``); the price file's names in it are escaped.
+    Unless ``diff_shown``, changed or removed jobs point at ``plan --diff``.
     """
     counts = plan.counts()
     parts = [f"{counts[c.value]} {c.value}" for c in Change if counts[c.value]]
-    lines = [f"Jobs: {', '.join(parts) or 'none'}."]
+    lines = profile_lines(plan)
+    if plan.only is not None:
+        lines.append(selection_line(plan))
+    see = " (plan --diff shows what changed)" if (counts[Change.CHANGED.value] or plan.removed) and not diff_shown else ""
+    lines.append(f"Jobs: {', '.join(parts) or 'none'}.{see}")
+    if plan.removed:
+        lines.append(f"{len(plan.removed)} job(s) rendered before are no longer in the manifest (removed): "
+                     "the ledger keeps them, nothing is deleted.")
     lines.append(
         f"This run would submit {len(plan.to_submit)} job(s) for {plan.credits:,} credits = {_usd(plan.usd)} "
         f"({one_line(plan.catalog.comparison)} would charge {_usd(plan.comparison_usd)}); "
@@ -129,6 +162,98 @@ def plan_summary(plan: Plan) -> str:
     if counts[Change.FAILED.value]:
         lines.append("Failed jobs are not retried unless you pass --retry-failed.")
     return "\n".join(lines)
+
+
+def profile_lines(plan: Plan) -> list[str]:
+    """What the plan says of its profiles: the one in force, each one's whole cost, the review's approvals."""
+    view = plan.profiles
+    if view is None:
+        return []
+    lines = [profile_line(plan)]
+    costs = "; ".join(f"{one_line(name)}{' (in force)' if name == view.profile else ''} "
+                      f"{total.jobs} job(s) = {_usd(total.usd)}" for name, total in view.totals.items())
+    lines.append(f"Each profile in full: {costs}.")
+    if view.promoted is None and (view.approved or view.chosen_by == "--profile"):
+        promotion = view.promotion_cost()
+        lines.append(f"Review: {len(view.approved)} take(s) approved, {len(view.picked)} picked; --approved would "
+                     f"plan {promotion.jobs} of them for {_usd(promotion.usd)} in {one_line(view.profile)}.")
+    return lines
+
+
+def profile_line(plan: Plan) -> str:
+    """``Profile final (--profile): ...``, and what ``--approved`` selected, or that nothing is approved."""
+    view = plan.profiles
+    assert view is not None
+    line = f"Profile {one_line(view.profile)} ({view.chosen_by})"
+    if view.promoted is None:
+        return line + f": {view.takes} job(s)."
+    if not view.promoted:
+        return (line + ": --approved, and no take is approved in the review yet "
+                f"(seedance-batch review {one_line(str(plan.manifest_path))}); nothing to render, nothing is spent.")
+    picks = f", {len(view.picked)} picked" if view.picked else ""
+    return (line + f": --approved selects {len(view.promoted)} of {view.takes} take(s) "
+            f"({len(view.approved)} approved{picks}; a pick is its combination's only take): the plan, "
+            "its cost and the budget check cover only them.")
+
+
+def selection_line(plan: Plan) -> str:
+    """``11 of 22 jobs selected by --only 'hero/*'; ...`` (plain text, the patterns escaped)."""
+    assert plan.only is not None
+    return (f"{one_line(plan.only.summary(len(plan.jobs), plan.manifest_jobs))}: "
+            "the plan, its cost and the budget check cover only them.")
+
+
+def plan_changes(plan: Plan) -> Text:
+    """``plan --diff``: each group of changed jobs with its fields and cost, then the removed jobs.
+
+    Terraform's marks: ``~`` a changed job, ``-`` a removed one (never deleted). Prompt
+    words removed read ``[-so-]`` (red on a terminal with colour), added ``{+so+}``
+    (green). Credential-shaped text and URL query strings are hidden, as in reports;
+    a private job's prompt reads ``prompt changed (private)``.
+    """
+    # Imported here: the report package brings Jinja, which `plan` without --diff never needs.
+    from .report.redact import Redactor
+
+    redactor = Redactor()
+    diff = diff_plan(plan, Differ(clean=lambda text: redactor.text(text) or ""))
+    out = Text()
+    out.append(f"Changes: {diff.changed_jobs} changed job(s) in {len(diff.groups)} group(s), "
+               f"{len(diff.removed)} removed\n", style="bold")
+    for group in diff.groups[:MAX_GROUPS]:
+        out.append("~ ", style="yellow")
+        out.append_text(show(group.heading()))
+        out.append("\n")
+        for change in group.changes:
+            out.append("    ")
+            out.append_text(_change_text(change))
+            out.append("\n")
+        out.append(f"    cost: {group.cost()}\n", style="dim")
+    if len(diff.groups) > MAX_GROUPS:
+        out.append(f"and {len(diff.groups) - MAX_GROUPS} more group(s) of changes: plan --json lists every job's\n")
+    for removed in diff.removed[:MAX_REMOVED]:
+        out.append("- ", style="red")
+        out.append_text(show(removed.summary()))
+        out.append(": no longer in the manifest; kept in the ledger\n")
+    if len(diff.removed) > MAX_REMOVED:
+        out.append(f"and {len(diff.removed) - MAX_REMOVED} more removed job(s): plan --json lists them all\n")
+    out.rstrip()
+    return out
+
+
+def _change_text(change: FieldChange) -> Text:
+    """One field's change on one line, the words removed and added in colour."""
+    if change.private or not change.text or not change.words:
+        return show(change.summary())
+    line = Text(f"{change.name}: ")
+    for kind, text in change.words:
+        flat = one_line(text)
+        if kind == DROP:
+            line.append(f"[-{flat}-]", style=_STYLES[DROP])
+        elif kind == ADD:
+            line.append(f"{{+{flat}+}}", style=_STYLES[ADD])
+        else:
+            line.append(flat, style=_STYLES.get(kind))
+    return line
 
 
 def prices_table(catalog: Catalog) -> Table:
@@ -170,6 +295,8 @@ def status_rows(plan: Plan, output_dir: Path) -> list[dict[str, Any]]:
             # Scrubbed of credential shapes and bounded: a ledger of an older version may hold
             # a 20 MB message or an echoed key. The task id stays exact (it finds the task).
             "error": service_text(rec.error_message) if rec and rec.error_message else None,
+            "take": planned.priced.job.take,  # 1 without takes
+            "profile": planned.priced.job.profile,  # None without profiles
         })
     return rows
 

@@ -17,7 +17,8 @@ Hierarchy::
     +-- ManifestError                one problem in a manifest (or a file it names)
     +-- ManifestErrors               several independent ManifestErrors at once
     +-- PriceFileError               a bad model/price data file (--prices)
-    +-- LedgerError                  the ledger cannot be opened or is from the future
+    +-- LedgerError                  the ledger cannot be opened or is from the future (a file; a database:
+    |                                unreachable, login refused, missing privileges: one line each)
     |   +-- LedgerFailed             exit 5: the ledger failed while a run was rendering
     |   +-- TransitionRefused        a write the ledger's state machine refuses (defined in
     |                                ledger/transitions.py, beside the table it enforces)
@@ -77,7 +78,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BUDGET = 3
 EXIT_ACCOUNT = 4
-# The ledger failed mid-run (a full disk; next, a database connection that dropped): the
+# The ledger failed mid-run (a full disk, a database connection that dropped): the
 # run stopped at once. Not 2 (which says nothing was submitted: here some jobs were) and
 # not 1 (which says the run ended and its reports name the jobs not done: here it did
 # not end, and no report was written). Everything committed before stays; fix the
@@ -217,7 +218,8 @@ class PriceFileError(SeedanceError):
 
 
 class LedgerError(SeedanceError):
-    """The ledger cannot be opened, is locked, or was written by a newer version."""
+    """The ledger cannot be opened (a file, or a database: unreachable, login refused, missing
+    privileges), is locked, or was written by a newer version."""
 
 
 class LedgerFailed(LedgerError):

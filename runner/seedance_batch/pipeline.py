@@ -8,7 +8,7 @@ simulator for ``--simulate``, the webhook receiver, the run's signals (Ctrl-C on
 no new submits; twice, or SIGTERM: leave now), and the reports. The CLI parses,
 calls one of these, and prints.
 
-A ledger that fails while the run renders (a full disk; next, a dropped database
+A ledger that fails while the run renders (a full disk, a dropped database
 connection) ends the run with :class:`~.errors.LedgerFailed` (exit 5): some jobs
 may be submitted, so it is not the "nothing was submitted" of a ledger that cannot
 be opened (exit 2).
@@ -21,8 +21,8 @@ import signal
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -30,20 +30,23 @@ from typing import TYPE_CHECKING, Any
 
 from .environment import credentials
 from .errors import Interrupted, LedgerError, LedgerFailed, Location, SeedanceError, UsageError
-from .expand import expand
-from .ledger import JobRecord, Ledger, ledger_location, open_ledger
+from .ledger import Decision, JobRecord, Ledger, Verdict, ledger_location, open_ledger, shown_location
 from .manifest import Manifest, load_manifest
-from .models import load_catalog, price_jobs
+from .models import load_catalog
 from .plan import Plan, check_budget, make_plan
+from .selection import Selection
 
 if TYPE_CHECKING:  # the run's stack (httpx, anyio, starlette) is imported only by run_manifest
+    from .media import MediaReport
     from .report import ReportPaths
+    from .review import RunningReview
     from .run.progress import Progress
     from .run.settings import RunResult, RunSettings
     from .run.stops import Stops
     from .webhooks import EventRelay
 
-__all__ = ["LedgerView", "RunOptions", "RunOutcome", "load_plan", "run_manifest", "view_campaign"]
+__all__ = ["LedgerView", "ReviewOptions", "RunOptions", "RunOutcome", "check_plan_media", "load_plan", "review_campaign",
+           "run_manifest", "view_campaign"]
 
 SIM_KEY = "sk-sim-local"
 # --simulate runs the campaign 50x faster: render times, rate limits, timeouts and
@@ -70,6 +73,11 @@ class RunOptions:
     time_scale: float | None = None
     listen: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    verify: Sequence[str] = ("secret-path",)  # --verify: who may post callbacks (verifiers.VERIFIERS)
+    only: Sequence[str] = ()  # --only patterns: render just the jobs they select
+    check_media: bool = True  # False: --no-check-media (the source media are not checked first)
+    profile: str | None = None  # --profile: the manifest's profile to render (None: its profile:)
+    approved: bool = False  # --approved: only the takes approved in the review (see promotion)
 
 
 @dataclass
@@ -86,11 +94,12 @@ def run_manifest(options: RunOptions, *, confirm: Callable[[Plan, Decimal], bool
                  progress: Progress) -> RunOutcome:
     """Plan, confirm, render, download and report one manifest."""
     api = None if options.simulate else credentials()  # a missing key fails before anything else
-    _split_listen(options.listen)  # so does a bad --listen
+    _listen_address(options.listen)  # so does a bad --listen
     with open_ledger(ledger_location(options.state)) as ledger:
         ledger.acquire_run_lock()
         recovered = ledger.recover()
         manifest, plan, settings = _prepare(options, ledger)
+        _check_media(plan, ledger, options, progress)
         _confirm(plan, settings, options, confirm)
         started = datetime.now(timezone.utc)
         try:
@@ -110,7 +119,8 @@ def _prepare(options: RunOptions, ledger: Ledger) -> tuple[Manifest, Plan, RunSe
     from .run.settings import RunSettings
 
     manifest, plan = load_plan(options.manifest, ledger, prices=options.prices, max_usd=options.max_usd,
-                               retry_failed=options.retry_failed, resubmit_unknown=options.resubmit_unknown)
+                               retry_failed=options.retry_failed, resubmit_unknown=options.resubmit_unknown,
+                               only=options.only, profile=options.profile, approved=options.approved)
     check_budget(plan)
     settings = RunSettings.build(manifest.run, options.overrides, output_dir=Path(manifest.output_dir),
                                  time_scale=_time_scale(options))
@@ -121,6 +131,13 @@ def _prepare(options: RunOptions, ledger: Ledger) -> tuple[Manifest, Plan, RunSe
     _check_writable(_report_dir(plan, options), "reports", location=None,
                     hint="make it writable or pass another --report-dir")
     return manifest, plan, settings
+
+
+def _check_media(plan: Plan, ledger: Ledger, options: RunOptions, progress: Progress) -> None:
+    """The source media of the jobs to submit, checked before anything is paid for (see media.preflight)."""
+    from .media import check_before_run
+
+    check_before_run(plan, ledger, enabled=options.check_media, simulate=options.simulate, note=progress.note)
 
 
 def _confirm(plan: Plan, settings: RunSettings, options: RunOptions,
@@ -241,37 +258,20 @@ def _time_scale(options: RunOptions) -> float:
 @contextmanager
 def _receiver(ledger: Ledger, settings: RunSettings, options: RunOptions,
               relay: EventRelay, campaign: str) -> Iterator[RunSettings]:
-    """With ``run.callback_url``, serve the webhook receiver for the run's length.
+    """With ``run.callback_url``: the run's secret callback URL, and its receiver serving for the run's length
+    (on ``--listen``, default 127.0.0.1:8787; a free loopback port under ``--simulate``; none with
+    ``--listen off``, where a ``seedance-batch receive`` elsewhere writes the events): see :mod:`.receiving`."""
+    from .receiving import run_callbacks
 
-    Under ``--simulate`` it listens on a free loopback port and the simulator is told
-    that address; otherwise on ``--listen`` (default 127.0.0.1:8787), which the public
-    ``callback_url`` is expected to reach (a tunnel or a reverse proxy).
-    """
-    if not settings.callback_url:
-        yield settings
-        return
-    host, port = ("127.0.0.1", 0) if options.simulate else _split_listen(options.listen)
-    with ExitStack() as stack:
-        try:
-            from .webhooks import run_receiver
-
-            url = stack.enter_context(run_receiver(ledger, host=host, port=port, on_event=relay,
-                                                           campaign=campaign))
-        except UsageError as exc:  # its words name the simulator's --host/--port
-            why = exc.message.rsplit(": ", 1)[-1]
-            raise UsageError(f"cannot listen on --listen {host}:{port}: {why}",
-                             hint="pass --listen HOST:PORT with an IPv4 address of this machine and a free port "
-                                  "(default 127.0.0.1:8787)") from None
-        if options.simulate:
-            settings = replace(settings, callback_url=f"{url}/apidot/callback")
+    with run_callbacks(ledger, settings, campaign=campaign, listen=options.listen, simulate=options.simulate,
+                       verify=options.verify, relay=relay) as settings:
         yield settings
 
 
-def _split_listen(listen: str | None) -> tuple[str, int]:
-    host, _, port = (listen or DEFAULT_LISTEN).rpartition(":")
-    if not (port.isascii() and port.isdigit() and int(port) <= 65535) or not host:
-        raise UsageError(f"--listen must be HOST:PORT (a port up to 65535), got {listen!r}")
-    return host, int(port)
+def _listen_address(listen: str | None) -> tuple[str, int] | None:
+    from .receiving import listen_address
+
+    return listen_address(listen)
 
 
 @contextmanager
@@ -280,9 +280,13 @@ def _service(api: tuple[str, str] | None, options: RunOptions) -> Iterator[tuple
     if api is not None:
         yield api
         return
-    from .simulator import SimulatorConfig, run_simulator
+    from .simulator import Faults, SimulatorConfig, run_simulator
 
-    with run_simulator(SimulatorConfig(time_scale=_time_scale(options), prices=options.prices)) as sim:
+    # Every task ends here: `run --simulate` is the README's first command, and one of the
+    # real service's stalled tasks (the standalone simulator keeps them) would make a first
+    # try wait for run.timeout and exit 1.
+    config = SimulatorConfig(time_scale=_time_scale(options), prices=options.prices, faults=Faults(task_stuck=0))
+    with run_simulator(config) as sim:
         yield sim.base_url, SIM_KEY
 
 
@@ -307,20 +311,32 @@ def load_plan(
     max_usd: Decimal | None = None,
     retry_failed: bool = False,
     resubmit_unknown: bool = False,
+    only: Sequence[str] = (),
+    profile: str | None = None,
+    approved: bool = False,
 ) -> tuple[Manifest, Plan]:
     """Load, expand, check and price a manifest, then plan it against the ledger.
 
     ``ledger`` None means there is none yet (a dry run creates no files);
-    ``max_usd`` overrides the manifest's ``budget.max_usd``.
+    ``max_usd`` overrides the manifest's ``budget.max_usd``; ``only`` (``--only``
+    patterns) plans just the jobs they select; ``profile`` (``--profile``) the profile
+    planned (None: the manifest's ``profile:``), ``approved`` (``--approved``) its
+    approved takes only (see :mod:`.promotion`).
     """
+    from .promotion import choose_profile
+
+    selection = Selection.of(only)  # an empty pattern is refused before anything is read
     manifest = load_manifest(manifest_path)
     catalog = load_catalog(prices)
     records = ledger.records(manifest.name) if ledger is not None else []
+    decisions = ledger.decisions(manifest.name) if ledger is not None else []
     with _gc_paused():
+        chosen = choose_profile(manifest, catalog, decisions, profile=profile, approved=approved)
         plan = make_plan(
-            price_jobs(expand(manifest), catalog), records, campaign=manifest.name, manifest_path=manifest_path,
+            chosen.jobs, records, campaign=manifest.name, manifest_path=manifest_path,
             catalog=catalog, budget_usd=max_usd if max_usd is not None else manifest.budget_usd,
-            retry_failed=retry_failed, resubmit_unknown=resubmit_unknown,
+            retry_failed=retry_failed, resubmit_unknown=resubmit_unknown, only=selection,
+            others=chosen.others, profiles=chosen.view, decisions=decisions,
         )
     return manifest, plan
 
@@ -332,7 +348,9 @@ class LedgerView:
     manifest: Manifest
     plan: Plan
     records: tuple[JobRecord, ...]  # every ledger row of the campaign, oldest first
-    ledger_path: str  # where the ledger is, as the user named it (a path, or a URL)
+    ledger_path: str  # where the ledger is, as the user may see it (a path, or a URL without its password)
+    decisions: tuple[Decision, ...] = ()  # the review's current decisions of the campaign
+    location: str = ""  # where to open it again (a URL may hold its password: never shown)
 
 
 def view_campaign(manifest_path: Path, state: str | None, **flags: Any) -> LedgerView:
@@ -347,11 +365,63 @@ def view_campaign(manifest_path: Path, state: str | None, **flags: Any) -> Ledge
     ledger = open_ledger(path, read_only=True)
     if ledger is None:
         manifest, plan = load_plan(manifest_path, None, **flags)
-        return LedgerView(manifest, plan, (), path)
+        return LedgerView(manifest, plan, (), shown_location(path), location=path)
     with ledger:
         manifest, plan = load_plan(manifest_path, ledger, **flags)
         records = tuple(ledger.records(plan.campaign))
-    return LedgerView(manifest, plan, records, path)
+        decisions = tuple(ledger.decisions(plan.campaign))
+    return LedgerView(manifest, plan, records, shown_location(path), decisions, location=path)
+
+
+def check_plan_media(view: LedgerView) -> MediaReport:
+    """``plan --check-media``: the source media of the jobs to submit, with the ledger as their cache
+    (opened for writing for that alone: see :mod:`.media.preflight`)."""
+    from .media import check_for_plan
+
+    return check_for_plan(view.plan, view.location or view.ledger_path)
+
+
+# --- review: the campaign's takes in the browser, decisions into the ledger ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewOptions:
+    """What ``review`` was asked for (None: the default)."""
+
+    manifest: Path
+    state: str | None = None
+    prices: str | None = None
+    profile: str | None = None
+    listen: str | None = None
+    reviewer: str | None = None
+
+
+def review_campaign(options: ReviewOptions, *, announce: Callable[[RunningReview, Plan], None]) -> int:
+    """Serve the review of a manifest until Ctrl-C; how many of its takes are approved or rejected then.
+
+    The ledger is opened for writing (each decision is written at once) but never
+    locked for a run nor recovered: a run may render the campaign meanwhile, and a
+    reload shows what it finished. ``announce`` gets the review once it answers.
+    """
+    from .environment import api_keys
+    from .review import ReviewCampaign, parse_listen, review_until_signal, reviewer_name
+
+    host, port = parse_listen(options.listen)
+    reviewer = reviewer_name(options.reviewer)
+    with open_ledger(ledger_location(options.state)) as ledger:
+        manifest, plan = load_plan(options.manifest, ledger, prices=options.prices, profile=options.profile)
+        campaign = ReviewCampaign(plan=plan, manifest_path=str(manifest.path), manifest_sha256=manifest.sha256,
+                                  output_dir=Path(manifest.output_dir), reviewer=reviewer,
+                                  profile=plan.profiles.profile if plan.profiles is not None else None,
+                                  secrets=api_keys())
+        try:
+            review_until_signal(campaign, ledger, host=host, port=port, announce=lambda review: announce(review, plan))
+        except UsageError as exc:  # serving's words name the simulator's --host/--port
+            raise UsageError(f"cannot listen on --listen {host}:{port}: {exc.message.rsplit(': ', 1)[-1]}",
+                             hint="pass --listen HOST:PORT with an IPv4 address of this machine and a free port "
+                                  "(0: any)") from None
+        keys = {planned.priced.job.key for planned in plan.jobs}
+        return sum(1 for d in ledger.decisions(plan.campaign) if d.key in keys and d.verdict is not Verdict.UNDECIDED)
 
 
 @contextmanager

@@ -14,10 +14,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, overload
-from urllib.parse import urlsplit
 
+from ..errors import LedgerError
 from .aio import AsyncLedger
 from .api import Ledger
+from .decisions import Decision, DecisionChange, Verdict
+from .mediacache import CachedMedia, media_key
 from .records import PLANNED, VOCABULARY, Event, JobRecord, JobState, StateInfo
 from .sqlite import DEFAULT_PATH, STATE_ENV, SqliteLedger, default_path
 from .transitions import RESUBMITTABLE, TRANSITIONS, Transition, TransitionRefused
@@ -30,6 +32,9 @@ __all__ = [
     "VOCABULARY",
     "AsyncLedger",
     "Backend",
+    "CachedMedia",
+    "Decision",
+    "DecisionChange",
     "Event",
     "JobRecord",
     "JobState",
@@ -38,9 +43,12 @@ __all__ = [
     "StateInfo",
     "Transition",
     "TransitionRefused",
+    "Verdict",
     "default_path",
     "ledger_location",
+    "media_key",
     "open_ledger",
+    "shown_location",
 ]
 
 
@@ -50,11 +58,23 @@ class Backend:
 
     open: Callable[[str], Ledger]
     open_read_only: Callable[[str], Ledger | None]
+    # The location as a user may see it (a URL without its password); a path as it is.
+    shown: Callable[[str], str] = str
 
 
 def _sqlite_backend() -> Backend:
     return Backend(open=lambda where: SqliteLedger.open(_sqlite_path(where)),
                    open_read_only=lambda where: SqliteLedger.open_read_only(_sqlite_path(where)))
+
+
+def _postgres_backend() -> Backend:
+    # Imported here: psycopg loads only for a PostgreSQL ledger, never for validate or a SQLite run.
+    try:
+        from .postgres import PostgresLedger, shown_url
+    except ImportError as exc:
+        raise LedgerError(f"the PostgreSQL driver cannot be loaded ({exc.msg})",
+                          hint="pip install 'psycopg[binary]' (a dependency of seedance-batch)") from None
+    return Backend(open=PostgresLedger.open, open_read_only=PostgresLedger.open_read_only, shown=shown_url)
 
 
 def _sqlite_path(location: str) -> str:
@@ -64,7 +84,11 @@ def _sqlite_path(location: str) -> str:
 
 
 # URL scheme -> backend; anything that is not a URL of a listed scheme is a SQLite file path.
-BACKENDS: dict[str, Callable[[], Backend]] = {"sqlite": _sqlite_backend}
+BACKENDS: dict[str, Callable[[], Backend]] = {
+    "sqlite": _sqlite_backend,
+    "postgresql": _postgres_backend,  # libpq's two spellings, one backend
+    "postgres": _postgres_backend,
+}
 
 
 def ledger_location(explicit: str | os.PathLike[str] | None = None) -> str:
@@ -74,8 +98,14 @@ def ledger_location(explicit: str | os.PathLike[str] | None = None) -> str:
     return os.environ.get(STATE_ENV) or str(DEFAULT_PATH)
 
 
+def shown_location(location: str | os.PathLike[str]) -> str:
+    """``location`` as the user may see it: a ledger URL without its password, a path as it is."""
+    backend, where = _backend(os.fspath(location))
+    return backend.shown(where)
+
+
 def _backend(location: str) -> tuple[Backend, str]:
-    scheme = urlsplit(location).scheme.lower() if "://" in location else ""
+    scheme = location.partition("://")[0].lower() if "://" in location else ""  # urlsplit fails on a bad [host]
     if scheme and scheme in BACKENDS:
         return BACKENDS[scheme](), location
     return BACKENDS["sqlite"](), location

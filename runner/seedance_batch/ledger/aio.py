@@ -15,6 +15,9 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .api import Ledger
+from .claims import Claim, ClaimTerms, TakenOver
+from .decisions import Decision, DecisionChange
+from .mediacache import CachedMedia
 from .records import Event, JobRecord, JobState
 
 __all__ = ["AsyncLedger"]
@@ -61,6 +64,30 @@ class AsyncLedger:
                                 request=request, credits=credits, cost_usd=cost_usd, output_path=output_path,
                                 resubmit=resubmit)
 
+    async def claim(self, *, campaign: str, key: str, label: str, shot: str, request: Mapping[str, Any],
+                    credits: int, cost_usd: Decimal, output_path: str | None, terms: ClaimTerms,
+                    resubmit: Collection[JobState] = ()) -> Claim:
+        return await self._call(self.sync.claim, campaign=campaign, key=key, label=label, shot=shot,
+                                request=request, credits=credits, cost_usd=cost_usd, output_path=output_path,
+                                terms=terms, resubmit=resubmit)
+
+    # --- many runners (see .claims) -----------------------------------------------------------
+
+    async def join(self, campaign: str, lease: float) -> str:
+        return await self._call(self.sync.join, campaign, lease)
+
+    async def renew(self, runner: str, lease: float) -> bool:
+        return await self._call(self.sync.renew, runner, lease)
+
+    async def leave(self, runner: str) -> None:
+        await self._call(self.sync.leave, runner)
+
+    async def take_over(self, campaign: str, runner: str, keys: Collection[str]) -> TakenOver:
+        return await self._call(self.sync.take_over, campaign, runner, keys)
+
+    async def delay_turns(self, pause: float) -> None:
+        await self._call(self.sync.delay_turns, pause)
+
     async def submitted(self, campaign: str, key: str, task_id: str, api_status: str | None) -> bool:
         return await self._call(self.sync.submitted, campaign, key, task_id, api_status)
 
@@ -88,3 +115,38 @@ class AsyncLedger:
 
     async def note(self, campaign: str, key: str, kind: str, detail: Mapping[str, Any] | None = None) -> None:
         await self._call(self.sync.note, campaign, key, kind, detail)
+
+    async def refunded(self, campaign: str, key: str, task_id: str, credits: int, *, source: str = "status") -> bool:
+        return await self._call(self.sync.refunded, campaign, key, task_id, credits, source=source)
+
+    async def events_after(self, campaign: str, after: int, kinds: Collection[str], limit: int = 1000) -> list[Event]:
+        return await self._call(self.sync.events_after, campaign, after, kinds, limit)
+
+    async def last_event_id(self, campaign: str) -> int:
+        return await self._call(self.sync.last_event_id, campaign)
+
+    async def add_callback_token(self, campaign: str, digest: str) -> None:
+        await self._call(self.sync.add_callback_token, campaign, digest)
+
+    async def revoke_callback_token(self, digest: str) -> None:
+        await self._call(self.sync.revoke_callback_token, digest)
+
+    async def callback_tokens(self) -> dict[str, str]:
+        return await self._call(self.sync.callback_tokens)
+
+    async def media_checks(self, url_hashes: Collection[str]) -> dict[str, CachedMedia]:
+        return await self._call(self.sync.media_checks, url_hashes)
+
+    async def save_media_checks(self, entries: Collection[CachedMedia]) -> None:
+        await self._call(self.sync.save_media_checks, entries)
+
+    async def decide(self, campaign: str, key: str, change: DecisionChange, *, label: str, combination: str,
+                     reviewer: str) -> list[Decision]:
+        return await self._call(self.sync.decide, campaign, key, change, label=label, combination=combination,
+                                reviewer=reviewer)
+
+    async def decisions(self, campaign: str) -> list[Decision]:
+        return await self._call(self.sync.decisions, campaign)
+
+    async def decision_history(self, campaign: str) -> list[Decision]:
+        return await self._call(self.sync.decision_history, campaign)

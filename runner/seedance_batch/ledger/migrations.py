@@ -19,12 +19,22 @@ from typing import Generic, TypeVar
 from ..errors import LedgerError, Location
 from ..safetext import bound, one_line
 
-__all__ = ["MIGRATIONS", "Steps", "known_migrations", "shown_names"]
+__all__ = ["ADDITIVE", "MIGRATIONS", "Steps", "known_migrations", "shown_names"]
 
 # Append only; never rename or reorder (the names are what a ledger records).
 MIGRATIONS: tuple[str, ...] = (
     "m001_jobs_and_events",  # the jobs table (one row per job) and the events table (the audit trail)
+    "m012_decisions",  # the review's decisions: their append-only history and the current one per job
+    "m011_callback_tokens",  # digests of the runs' webhook secrets (for `receive`), and an index for event cursors
+    "m013_media_checks",  # the source media cache: what a media host said about each URL (by its hash)
+    "m010_claims",  # many runners: a job's owner, the runners' leases, the account's submit schedule
 )
+
+# Migrations that only add tables of their own. A read-only opening (status, plan, report)
+# of a ledger that lacks them reads it as it is, their tables as empty: nothing was decided
+# before the table existed. Any other missing migration means "a run migrates it first".
+ADDITIVE: frozenset[str] = frozenset({"m012_decisions", "m011_callback_tokens", "m013_media_checks",
+                                      "m010_claims"})
 
 Step = TypeVar("Step", bound=Callable[..., None])
 

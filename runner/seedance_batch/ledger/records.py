@@ -19,7 +19,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Literal
 
-__all__ = ["PLANNED", "VOCABULARY", "Event", "JobRecord", "JobState", "StateInfo", "Tone"]
+__all__ = ["DERIVED_FIELDS", "PLANNED", "VOCABULARY", "Event", "JobRecord", "JobState", "StateInfo", "Tone"]
 
 
 class JobState(str, Enum):
@@ -132,6 +132,9 @@ class JobRecord:
 
     Timestamps are ISO-8601 UTC strings (None until the transition happened).
     ``request`` is the submit body without callback_url, exactly as planned.
+    ``refund_credits`` and ``refund_usd`` are what the service gave back for the row's
+    task (a failed one), read from the audit trail's ``refunded`` line (see
+    :mod:`.refunds`), not from the row: :data:`DERIVED_FIELDS`.
     """
 
     campaign: str
@@ -156,12 +159,31 @@ class JobRecord:
     finished_at: str | None = None
     downloaded_at: str | None = None
     updated_at: str | None = None
+    refund_credits: int = 0
+    refund_usd: Decimal = Decimal(0)
+
+    @property
+    def refunded_in_full(self) -> bool:
+        """The service gave back all the task's credits."""
+        return self.refund_credits > 0 and self.refund_credits >= self.credits
 
     @property
     def charged(self) -> bool:
-        """Counts against the budget: a task may exist. A failed task counts too
-        (assumption: the contract does not say whether failed renders are billed)."""
-        return self.state.charged or (self.state is JobState.FAILED and self.task_id is not None)
+        """Counts against the budget: a task may exist. A failed task counts too (the contract:
+        credits are charged at submit), unless the service said it refunded it in full."""
+        if self.state.charged:
+            return True
+        return self.state is JobState.FAILED and self.task_id is not None and not self.refunded_in_full
+
+    @property
+    def spent_usd(self) -> Decimal:
+        """What the job's row has cost: its price when charged, less what the service refunded."""
+        return max(Decimal(0), self.cost_usd - self.refund_usd) if self.charged else Decimal(0)
+
+
+# JobRecord's fields that no backend stores in the job's row: they are read from the audit
+# trail (a refund is an event). Copies and comparisons of rows leave them out.
+DERIVED_FIELDS = ("refund_credits", "refund_usd")
 
 
 @dataclass(frozen=True, slots=True)

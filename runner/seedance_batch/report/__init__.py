@@ -167,10 +167,10 @@ def _from_cwd(path: Path) -> str:
 
 
 def _downloaded(plan: Plan, output_dir: Path) -> frozenset[str]:
-    return frozenset(
-        planned.priced.job.output_path for planned in plan.jobs
-        if (output_dir / planned.priced.job.output_path).is_file()
-    )
+    from .takes import take_paths  # each job's counterparts in the other profiles (a final's draft)
+
+    paths = [planned.priced.job.output_path for planned in plan.jobs] + take_paths(plan)
+    return frozenset(path for path in paths if (output_dir / path).is_file())
 
 
 def _replace(path: Path, text: str, encoding: str) -> None:

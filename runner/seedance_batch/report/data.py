@@ -22,8 +22,10 @@ from urllib.parse import quote
 from ..expand.params import PARAMS
 from ..ledger import PLANNED, VOCABULARY, JobRecord, JobState
 from ..plan import Plan, PlannedJob
+from ..plan_diff import NO_CHANGES, Differ, PlanDiff, diff_plan
 from ..times import parse_time
 from .redact import Redactor
+from .takes import Counterpart, take_fields
 
 __all__ = ["PLANNED", "STATES", "Report", "ReportRow", "Totals", "build_report"]
 
@@ -75,6 +77,17 @@ class ReportRow:
     prompt: str
     private: bool
     to_render: bool
+    refund_credits: int = 0              # what the service gave back for a failed task...
+    refund_usd: Decimal = Decimal(0)     # ...and its worth (spent_usd is net of it)
+    # The job as a take (see .takes): its number and profile, the review's decision of it,
+    # and the same take in the other profiles (a final beside its draft).
+    take: int = 1
+    profile: str | None = None
+    verdict: str | None = None
+    picked: bool = False
+    note: str = ""
+    reviewer: str = ""
+    counterparts: tuple[Counterpart, ...] = ()
 
     @property
     def problem(self) -> bool:
@@ -109,10 +122,13 @@ class Totals:
 
     ``usd_planned`` is the list price of every job of the manifest; ``usd_spent``
     what the ledger says was (or may have been) charged for the campaign, jobs no
-    longer in the manifest (``superseded``) included; ``usd_to_render`` the price of
-    the jobs a run would still pay for (nothing charged yet, or ``--retry-failed``): spent plus that
-    is what the campaign will have cost, and what the budget is checked against.
+    longer in the manifest (``superseded``) included, and with ``--only`` the jobs outside
+    the selection; ``usd_to_render`` the price of the jobs a run would still pay for
+    (nothing charged yet, or ``--retry-failed``): spent plus that is what the campaign
+    will have cost, and what the budget is checked against.
     ``comparison_usd`` is what the comparison provider would charge for the whole campaign.
+    ``usd_refunded`` is what the service gave back for failed tasks of the rows shown
+    (``usd_spent`` is already net of it, and of the superseded jobs' refunds).
     """
 
     jobs: int
@@ -129,6 +145,8 @@ class Totals:
     budget_usd: Decimal | None
     superseded_jobs: int
     superseded_usd: Decimal
+    credits_refunded: int = 0            # given back for failed tasks (spent is net of it)
+    usd_refunded: Decimal = Decimal(0)
 
     @property
     def within_budget(self) -> bool:
@@ -152,6 +170,13 @@ class Report:
     comparison: str
     rows: tuple[ReportRow, ...]
     totals: Totals
+    # What changed against the ledger (the plan's changed jobs, grouped; its removed jobs), redacted.
+    diff: PlanDiff = NO_CHANGES
+    # "11 of 22 jobs selected by --only 'hero/*'" when the plan was of a selection, else None.
+    selection: str | None = None
+    # The profile reported (None without profiles), and every profile of the manifest.
+    profile: str | None = None
+    profiles: tuple[str, ...] = ()
 
 
 def build_report(
@@ -177,9 +202,8 @@ def build_report(
     """
     redactor = Redactor(secrets)
     by_key = _latest_by_key(records) or _latest_by_key(_plan_rows(plan))
-    rows = [_row(p, by_key.get(p.priced.job.key), redactor, report_dir, output_dir, present) for p in plan.jobs]
-    keys = {planned.priced.job.key for planned in plan.jobs}
-    superseded = [r for k, r in by_key.items() if k not in keys]
+    rows = [_row(p, by_key.get(p.priced.job.key), redactor, report_dir, output_dir, present, plan) for p in plan.jobs]
+    superseded, elsewhere = _not_reported(plan, by_key)
     start, end = _run_window(started_at, finished_at, by_key.values())
     return Report(
         campaign=plan.campaign,
@@ -193,8 +217,22 @@ def build_report(
         prices_snapshot=plan.catalog.snapshot_date,
         comparison=plan.catalog.comparison,
         rows=tuple(rows),
-        totals=_totals(rows, superseded, plan.budget_usd),
+        totals=_totals(rows, superseded, plan.budget_usd, elsewhere),
+        diff=diff_plan(plan, Differ(clean=lambda text: redactor.text(text) or "")),
+        selection=None if plan.only is None else plan.only.summary(len(plan.jobs), plan.manifest_jobs),
+        profile=None if plan.profiles is None else plan.profiles.profile,
+        profiles=() if plan.profiles is None else plan.profiles.names,
     )
+
+
+def _not_reported(plan: Plan, by_key: Mapping[str, JobRecord]) -> tuple[list[JobRecord], list[JobRecord]]:
+    """The rows of no job of the report: superseded (no job of the manifest), and those of the
+    jobs ``--only`` left out (not superseded: the manifest has them; their spend is the campaign's)."""
+    keys = {planned.priced.job.key for planned in plan.jobs}
+    # The manifest's jobs in other profiles (a final report's drafts) are not superseded either.
+    kept = plan.outside | plan.elsewhere
+    superseded = [r for k, r in by_key.items() if k not in keys and k not in kept]
+    return superseded, [r for k, r in by_key.items() if k in kept]
 
 
 def _plan_rows(plan: Plan) -> Iterator[JobRecord]:
@@ -219,6 +257,7 @@ def _row(
     report_dir: str,
     output_dir: str,
     present: Collection[str],
+    plan: Plan,
 ) -> ReportRow:
     job = planned.priced.job
     video = posixpath.normpath(posixpath.join(output_dir, job.output_path))
@@ -230,6 +269,7 @@ def _row(
         # Only a done job's file is its render: a changed job's path may hold the old video.
         href=_relative(video, report_dir) if done and job.output_path in present else None,
         to_render=_still_to_render(planned, record),
+        **take_fields(planned, plan, redactor, report_dir=report_dir, output_dir=output_dir, present=present),
     )
 
 
@@ -260,8 +300,11 @@ def _ledger_fields(record: JobRecord | None, redactor: Redactor) -> dict[str, An
     return {
         "state": record.state.value if record else PLANNED,
         "attempts": rec.attempts,
-        "spent_usd": rec.cost_usd if charged else Decimal(0),
-        "spent_credits": rec.credits if charged else 0,
+        # what the job cost: its price, less what the service refunded for a failed task
+        "spent_usd": rec.spent_usd if record is not None else Decimal(0),
+        "spent_credits": max(0, rec.credits - rec.refund_credits) if charged else 0,
+        "refund_credits": rec.refund_credits,
+        "refund_usd": rec.refund_usd,
         # Service texts, bounded: an older ledger may hold a 20 MB message or an echoed key.
         "task_id": redactor.service(rec.task_id),
         "submitted_at": rec.submitted_at,
@@ -308,12 +351,16 @@ def _relative(path: str, start: str) -> str:
     return quote(posixpath.relpath(path, posixpath.normpath(start)))
 
 
-def _totals(rows: list[ReportRow], superseded: list[JobRecord], budget: Decimal | None) -> Totals:
+def _totals(rows: list[ReportRow], superseded: list[JobRecord], budget: Decimal | None,
+            elsewhere: list[JobRecord]) -> Totals:
+    """``elsewhere``: rows of the manifest's jobs outside the report's selection (spent, not shown)."""
     by_state = {state: 0 for state in STATES}
     for row in rows:
         by_state[row.state] = by_state.get(row.state, 0) + 1
-    old_usd = sum((r.cost_usd for r in superseded if r.charged), Decimal(0))
-    old_credits = sum(r.credits for r in superseded if r.charged)
+    old_usd = sum((r.spent_usd for r in superseded), Decimal(0))
+    old_credits = sum(_spent_credits(r) for r in superseded)
+    other_usd = sum((r.spent_usd for r in elsewhere), Decimal(0))
+    other_credits = sum(_spent_credits(r) for r in elsewhere)
     return Totals(
         jobs=len(rows),
         by_state=by_state,
@@ -321,15 +368,22 @@ def _totals(rows: list[ReportRow], superseded: list[JobRecord], budget: Decimal 
         seconds_planned=sum(row.duration for row in rows),
         seconds_rendered=sum(row.duration for row in rows if row.state == JobState.DONE.value),
         credits_planned=sum(row.credits for row in rows),
-        credits_spent=sum(row.spent_credits for row in rows) + old_credits,
+        credits_spent=sum(row.spent_credits for row in rows) + old_credits + other_credits,
         usd_planned=sum((row.cost_usd for row in rows), Decimal(0)),
-        usd_spent=sum((row.spent_usd for row in rows), Decimal(0)) + old_usd,
+        usd_spent=sum((row.spent_usd for row in rows), Decimal(0)) + old_usd + other_usd,
         usd_to_render=sum((row.cost_usd for row in rows if row.to_render), Decimal(0)),
         comparison_usd=sum((row.comparison_usd for row in rows), Decimal(0)),
         budget_usd=budget,
         superseded_jobs=len(superseded),
         superseded_usd=old_usd,
+        credits_refunded=sum(row.refund_credits for row in rows),
+        usd_refunded=sum((row.refund_usd for row in rows), Decimal(0)),
     )
+
+
+def _spent_credits(record: JobRecord) -> int:
+    """The credits a ledger row has cost: its price when charged, less what was refunded."""
+    return max(0, record.credits - record.refund_credits) if record.charged else 0
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:

@@ -54,6 +54,7 @@ def _properties(report: Report) -> list[tuple[str, str]]:
         ("manifest", report.manifest_path),
         ("manifest_sha256", report.manifest_sha256),
         ("usd_spent", f"{totals.usd_spent:.2f}"),
+        ("usd_refunded", f"{totals.usd_refunded:.2f}"),
         ("usd_planned", f"{totals.usd_planned:.2f}"),
         ("budget_usd", "" if totals.budget_usd is None else f"{totals.budget_usd:.2f}"),
     ]

@@ -1,7 +1,10 @@
 """summary.md: a short Markdown summary for a pull request comment or a CI step summary.
 
-Totals, cost against the budget, and the failures (at most :data:`MAX_FAILURES`,
-the full list is in report.html).
+Totals, cost against the budget, what changed against the ledger (each group of
+changed jobs with its fields and cost, and the jobs no longer in the manifest: at most
+:data:`MAX_CHANGES` lines, ``plan --json`` has them all), and the failures (at most
+:data:`MAX_FAILURES`, the full list is in report.html). With ``--only`` it says which
+jobs it covers.
 
 Outside text (the campaign and job names, the service's messages, the manifest path,
 the price file's names) is shown in code spans, which GitHub renders literally: no
@@ -16,13 +19,18 @@ from __future__ import annotations
 
 import re
 
+from ..plan_diff import ChangeGroup
 from ..safetext import bound, one_line
 from .data import STATES, Report, ReportRow, Totals
 from .fmt import PROBLEM_REASONS, duration, state_word, usd
 
-__all__ = ["MAX_FAILURES", "MAX_SUMMARY", "cost_against_budget", "report_markdown"]
+__all__ = ["MAX_CHANGES", "MAX_FAILURES", "MAX_SUMMARY", "cost_against_budget", "report_markdown"]
 
 MAX_FAILURES = 20
+# Groups of changed jobs plus removed jobs listed, at most; and the room they may take,
+# so that the failures, which matter more after a run, always have some.
+MAX_CHANGES = 20
+MAX_CHANGES_ROOM = 20_000
 # GitHub refuses a pull-request comment over 65,536 characters; the margin is for what a
 # workflow adds around the summary (a heading, a link to the run).
 MAX_SUMMARY = 60_000
@@ -44,7 +52,7 @@ def report_markdown(report: Report) -> str:
     lines = [f"### seedance-batch: campaign {_code(report.campaign, MAX_NAME)}", ""]
     lines += _totals_lines(report)
     lines += ["", _provenance(report)]
-    head = "\n".join(lines) + "\n"
+    head = "\n".join(lines) + "\n" + _changes(report, MAX_CHANGES_ROOM)
     return head + _failures(report, MAX_SUMMARY - len(head))
 
 
@@ -53,7 +61,12 @@ def _totals_lines(report: Report) -> list[str]:
     states = " · ".join(
         f"{totals.by_state[s]} {state_word(s)}" for s in STATES if totals.by_state.get(s)
     )
+    selection = [f"**Selection**: {_code(report.selection, MAX_NAME)}  "] if report.selection else []
+    profile = [f"**Profile**: {_code(report.profile, MAX_NAME)}  "] if report.profile else []
     return [
+        *selection,
+        *profile,
+        *_review_line(report),
         f"**{totals.jobs} jobs**: {states or 'none'}  ",
         f"**Video**: {totals.seconds_rendered} s rendered of {totals.seconds_planned} s planned  ",
         f"**Cost**: {cost_against_budget(totals)} · whole campaign at list price "
@@ -62,9 +75,22 @@ def _totals_lines(report: Report) -> list[str]:
     ]
 
 
+def _review_line(report: Report) -> list[str]:
+    """``**Review**: 12 approved (4 picked) · 3 rejected · 5 undecided`` when any take was decided."""
+    if not any(row.verdict for row in report.rows):
+        return []
+    counts = {word: sum(1 for row in report.rows if row.verdict == word) for word in ("approved", "rejected")}
+    picked = sum(1 for row in report.rows if row.picked)
+    undecided = len(report.rows) - counts["approved"] - counts["rejected"]
+    return [f"**Review**: {counts['approved']} approved ({picked} picked) · {counts['rejected']} rejected · "
+            f"{undecided} undecided  "]
+
+
 def cost_against_budget(totals: Totals) -> str:
     """``$10.00 spent + $8.00 to render = $18.00 of $30.00 budget (within budget)``."""
     text = f"{usd(totals.usd_spent)} spent"
+    if totals.usd_refunded:  # failed tasks the service refunded: not spent
+        text += f" (after {usd(totals.usd_refunded)} refunded)"
     if totals.usd_to_render:
         text += f" + {usd(totals.usd_to_render)} to render = {usd(totals.usd_spent + totals.usd_to_render)}"
     if totals.budget_usd is None:
@@ -79,6 +105,38 @@ def _provenance(report: Report) -> str:
         f"Manifest {_code(report.manifest_path, MAX_NAME)} (sha256 `{report.manifest_sha256[:12]}`), "
         f"prices of {_code(report.prices_snapshot, MAX_NAME)}, report of {report.generated_at}{run}."
     )
+
+
+def _changes(report: Report, room: int) -> str:
+    """What changed against the ledger, as many groups and removed jobs as fit in ``room`` characters."""
+    diff = report.diff
+    if not diff.groups and not diff.removed:
+        return ""
+    items = [_group_lines(group) for group in diff.groups]
+    items += [[f"- removed {_code(job.label, MAX_CELL)} ({state_word(job.state)}, {usd(job.spent_usd)} spent): "
+               "no longer in the manifest; kept in the ledger, nothing is deleted"] for job in diff.removed]
+    lines = ["", f"#### Changes ({diff.changed_jobs} changed, {len(diff.removed)} removed)", ""]
+    used = sum(len(line) + 1 for line in lines) + _TAIL_ROOM
+    shown = 0
+    for item in items[:MAX_CHANGES]:
+        size = sum(len(line) + 1 for line in item)
+        if used + size > room:
+            break
+        lines += item
+        used += size
+        shown += 1
+    if shown < len(items):
+        lines += ["", f"_and {len(items) - shown} more: `seedance-batch plan --json` lists every change_"]
+    return "\n".join(lines) + "\n"
+
+
+def _group_lines(group: ChangeGroup) -> list[str]:
+    """``- `hero/en-US/9:16` and 10 more job(s): $15.40 ...`` and one sub-item per changed field."""
+    more = group.jobs - 1
+    head = f"- {_code(group.first, MAX_CELL)}" + (f" and {more} more job(s)" if more else "")
+    fields = [f"  - {change.summary() if change.private else _code(change.summary(), MAX_CELL)}"
+              for change in group.changes]
+    return [f"{head}: {group.cost()}", *fields]
 
 
 def _failures(report: Report, room: int) -> str:

@@ -35,6 +35,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "label", "shot", "combination", "state", *(p.csv for p in _WITH_STATE if p.csv), "attempts", "credits",
     "cost_usd", "fal_usd", "spent_usd", "render_s", "submitted_at", "finished_at", "task_id", "file", "size",
     "sha256", "error_class", "error_message", "private", "prompt", "key", "change", *(p.csv for p in _AT_END if p.csv),
+    "refund_usd",  # appended: what the service gave back for a failed task (spent_usd is net of it)
+    "take", "profile", "verdict", "picked", "note",  # appended: the job as a take, and the review's decision of it
 )
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -43,6 +45,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # the manifest's names and paths, the ledger's stamps) and is guarded.
 _OWN_TEXT = frozenset({
     "state", "attempts", "credits", "cost_usd", "fal_usd", "spent_usd", "render_s", "size", "private", "key", "change",
+    "refund_usd", "take", "verdict", "picked",
     *(p.csv for p in (*_WITH_STATE, *_AT_END) if p.csv and p.kind in (INTEGER, BOOLEAN)),
 })
 JSON_SCHEMA_ID = "seedance-batch/report/1"
@@ -71,6 +74,9 @@ def _csv_values(row: ReportRow) -> dict[str, Any]:
         "error_class": row.error_class, "error_message": row.error_message,
         "private": _bool(row.private), "prompt": row.prompt, "key": row.key, "change": row.change,
         **_param_cells(row, _AT_END),
+        "refund_usd": _money(row.refund_usd) if row.refund_credits else None,
+        "take": row.take, "profile": row.profile, "verdict": row.verdict, "picked": _bool(row.picked),
+        "note": row.note or None,
     }
 
 
@@ -114,6 +120,8 @@ def report_dict(report: Report) -> dict[str, Any]:
         "prices": {"source": report.prices_source, "snapshot_date": report.prices_snapshot,
                    "comparison": report.comparison},
         "totals": _totals_dict(report.totals),
+        "selection": report.selection,  # "11 of 22 jobs selected by --only ..." (null: every job)
+        "profile": report.profile,  # the profile reported (null: the manifest has none)
         "jobs": [_row_dict(row) for row in report.rows],
     }
 
@@ -149,6 +157,8 @@ def _totals_dict(totals: Totals) -> dict[str, Any]:
         "within_budget": totals.within_budget,
         "superseded_jobs": totals.superseded_jobs,
         "superseded_usd": float(totals.superseded_usd),
+        "credits_refunded": totals.credits_refunded,
+        "usd_refunded": float(totals.usd_refunded),
     }
 
 
@@ -163,6 +173,13 @@ def _row_dict(row: ReportRow) -> dict[str, Any]:
         "size": row.size, "sha256": row.sha256, "file_url": row.file_url,
         "error_class": row.error_class, "error_message": row.error_message,
         "private": row.private, "prompt": row.prompt, **_param_values(row, _AT_END),
+        "refund_credits": row.refund_credits, "refund_usd": float(row.refund_usd),
+        "take": row.take, "profile": row.profile,
+        "decision": None if row.verdict is None else {
+            "verdict": row.verdict, "picked": row.picked, "note": row.note, "reviewer": row.reviewer},
+        # The same take in the other profiles: a final's draft, a draft's final.
+        "counterparts": [{"profile": c.profile, "label": c.label, "file": c.video, "downloaded": c.href is not None}
+                         for c in row.counterparts],
     }
 
 

@@ -42,17 +42,22 @@ from ..errors import (
 from ..expand import Job
 from ..ledger import RESUBMITTABLE, JobState, Ledger, TransitionRefused
 from ..ledger.aio import AsyncLedger
+from ..ledger.claims import OverBudget
 from ..plan import Plan, PlannedJob
-from .budget import Budget, LocalBudget
+from .budget import Budget, LedgerBudget, LocalBudget
 from .client import ApiClient
 from .context import RunContext
 from .downloads import Downloader
+from .events import EventFeed, wake_from_receiver
 from .polling import catalog_prior, make_policy
 from .progress import Progress, QuietProgress
 from .ratelimit import Pacer
+from .refunds import refunded_during
 from .retry import Backoff, capped, retrying
 from .settings import RunResult, RunSettings
+from .shared_limits import SubmitPacer
 from .stops import Stops
+from .takeover import SharedTracking, Sharing
 from .tracking import Tracked, Tracker
 
 if TYPE_CHECKING:  # the receiver imports the run's parts, not the other way round
@@ -72,21 +77,31 @@ class _StopSubmitting(Exception):
 class Engine:
     """The submit loop: each job of the plan in turn, within the budget and ``max_in_flight``."""
 
-    def __init__(self, run: RunContext, budget: Budget, tracker: Tracker) -> None:
+    def __init__(self, run: RunContext, budget: Budget, tracker: Tracker, *, sharing: Sharing | None = None) -> None:
         self._run = run
         self.budget = budget
         self._tracker = tracker
-        self.pacer = Pacer(run.settings.submits_per_minute / run.settings.time_scale)
+        settings = run.settings
+        # The pacer learns the server's rate from its 429s, over the server's window (run/ratelimit.py);
+        # on a ledger several runners share, every runner's submits take turns from its one schedule.
+        self.pacer: SubmitPacer = sharing.pacer if sharing is not None else Pacer(
+            settings.submits_per_minute / settings.time_scale, window=settings.real(settings.rate_window))
+        self.sharing = sharing
+        self._not_ours: set[str] = set()  # jobs another runner claimed first (a shared ledger)
         self.submitted = 0
 
     async def submit_all(self, work: anyio.abc.TaskGroup) -> None:
         """Submit the plan's jobs, each in its own task, until they are all out or a stop."""
-        run = self._run
-        for index, planned in enumerate(run.plan.to_submit):
+        run, sharing = self._run, self.sharing
+        jobs = run.plan.to_submit if sharing is None else sharing.order(run.plan.to_submit)
+        for index, planned in enumerate(jobs):
             await run.slots.acquire()
             if not run.stops.submitting:
                 run.slots.release()
                 break
+            if sharing is not None and sharing.claimed_elsewhere(planned):
+                run.slots.release()  # another runner's (as the claims' answers said): skipped
+                continue
             cost = planned.priced.cost.usd
             if not await self.budget.reserve(cost):
                 run.slots.release()
@@ -117,6 +132,8 @@ class Engine:
             self._tracker.follow(job, task_id, sent_at)
 
     async def _charged(self, job: Job) -> bool:
+        if job.key in self._not_ours:
+            return False  # another runner's claim: nothing of this runner's was spent on it
         rec = await self._run.ledger.record(self._run.campaign, job.key)
         return rec is not None and rec.charged
 
@@ -147,19 +164,21 @@ class Engine:
         if not run.stops.submitting:
             raise _StopSubmitting
         try:
-            await run.ledger.begin_submit(campaign=run.campaign, key=job.key, label=job.label, shot=job.shot,
-                                          request=job.request, credits=cost.credits, cost_usd=cost.usd,
-                                          output_path=job.output_path, resubmit=_resubmit(planned))
+            await self._claim(planned)
         except TransitionRefused as exc:
             # Not this run's to submit (another runner of a shared ledger claimed it first).
+            self._not_ours.add(job.key)
             run.progress.job(job.label, "not submitted", exc.message)
+            return None
+        except OverBudget as exc:  # every runner's spending together reached the campaign's budget
+            run.stops.budget(job.label, cost.usd, exc.limit)
             return None
         sent_at = time.monotonic()  # the task is created after this: ages count from here
         try:
             answer = await run.client.submit(body)
         except _DECIDED as exc:
             with anyio.CancelScope(shield=True):  # what the answer meant is recorded, Ctrl-C or not
-                await self._not_created(job, exc)
+                await self._not_created(job, exc, sent_at)
             if isinstance(exc, _RETRYABLE):
                 raise
             return None
@@ -171,20 +190,36 @@ class Engine:
         with anyio.CancelScope(shield=True):  # the task exists: its id reaches the ledger whatever happens
             recorded = await self._recorded(job, answer.task_id, answer.status)
         run.stops.submitted()
-        self.pacer.succeeded()
+        self.pacer.succeeded(sent_at)  # counted by when it was sent: what the server's window counts
         if recorded:
             self.submitted += 1
         run.progress.job(job.label, "submitted", answer.task_id if recorded else f"{answer.task_id} (already recorded)")
         return answer.task_id, sent_at
 
-    async def _not_created(self, job: Job, exc: ApiError) -> None:
-        """Record what a submit answered without a task id means for its job."""
+    async def _claim(self, planned: PlannedJob) -> None:
+        """Claim the job in the ledger. On a shared ledger (:mod:`.takeover`), with this runner's terms (the
+        budget, the account's in-flight limit: while every runner's jobs in flight fill it, wait and claim
+        again), then wait for the submit turn the claim took; nothing is sent if the run stopped meanwhile."""
+        run, job, cost = self._run, planned.priced.job, planned.priced.cost
+        if self.sharing is None:
+            await run.ledger.begin_submit(campaign=run.campaign, key=job.key, label=job.label, shot=job.shot,
+                                          request=job.request, credits=cost.credits, cost_usd=cost.usd,
+                                          output_path=job.output_path, resubmit=_resubmit(planned))
+            return
+        got = await self.sharing.claim(planned, _resubmit(planned), self.budget.in_claim)
+        if got != "claimed":
+            if got == "taken":
+                self._not_ours.add(job.key)
+            raise _StopSubmitting
+
+    async def _not_created(self, job: Job, exc: ApiError, sent_at: float) -> None:
+        """Record what a submit sent at ``sent_at`` (monotonic) answered without a task id means for its job."""
         run = self._run
         if isinstance(exc, _RETRYABLE):
             # The service answered without a task (or nothing was sent): safe to try again.
             await run.ledger.release(run.campaign, job.key, exc.error_class, exc.message)
             if isinstance(exc, RateLimited):
-                self.pacer.slow_down(capped(exc.retry_after, run.settings.retry_wait_max))
+                self.pacer.slow_down(capped(exc.retry_after, run.settings.retry_wait_max), sent_at)
             run.progress.job(job.label, "retry", exc.message)
         elif isinstance(exc, AmbiguousSubmit):
             await run.ledger.unknown(run.campaign, job.key, exc.message)
@@ -212,23 +247,36 @@ async def execute(plan: Plan, settings: RunSettings, *, client: ApiClient, ledge
                   stops: Stops | None = None) -> RunResult:
     """Run ``plan``: submit, track, download. Returns how it ended (never raises for job failures).
 
-    ``events``: a webhook receiver's relay; each event makes the run check that task now.
+    ``events``: a webhook receiver's relay: each event it stores makes the run read the
+    ledger's new events now (with ``run.callback_url`` set they are read anyway, every
+    half service second, so a ``receive`` elsewhere reaches the run too).
     ``stops``: to stop the run from outside (the pipeline's signal handling); one of its
     own otherwise. A :class:`~seedance_batch.errors.SeedanceError` that ends a part of the
     run (the ledger cannot be written) is raised as itself; anything else is a bug.
     """
     progress = progress or QuietProgress()
+    client.on_alias = progress.note  # a status word read as another (completed), said once
     stops = stops or Stops(progress, give_up_after=settings.give_up_after)
-    run = RunContext(plan, settings, client, AsyncLedger(ledger), progress, stops,
-                     anyio.Semaphore(settings.max_in_flight))
-    policy = make_policy(settings.poll_policy, floor=settings.poll_interval, prior=catalog_prior(plan.catalog))
+    # On a shared ledger, a tracking write another runner overtook is not an error (run/takeover.py).
+    facade = (SharedTracking if ledger.shared else AsyncLedger)(ledger)
+    run = RunContext(plan, settings, client, facade, progress, stops, anyio.Semaphore(settings.max_in_flight))
+    # With callbacks, polling is the safety net behind them; their events come through the ledger.
+    callbacks = settings.callback_url is not None
+    policy = make_policy(settings.webhook_poll_policy if callbacks else settings.poll_policy,
+                         floor=settings.poll_interval, prior=catalog_prior(plan.catalog))
     tracker = Tracker(run, policy)
-    engine = Engine(run, LocalBudget(plan.budget_usd, plan.spent_usd), tracker)
-    if events is not None:
-        token = anyio.lowlevel.current_token()
-        events.connect(lambda event: anyio.from_thread.run_sync(tracker.on_webhook, event.task_id, token=token))
+    feed = EventFeed(run.ledger, plan.campaign, tracker.on_webhook, time_scale=settings.time_scale) if callbacks \
+        else None
+    tracker.pacer.window = settings.real(settings.rate_window)  # status 429s are learned from too
+    sharing = Sharing.for_run(run, tracker) if ledger.shared else None  # many runners on one ledger (run/takeover.py)
+    budget = (LocalBudget if sharing is None else LedgerBudget)(plan.budget_usd, plan.spent_usd)
+    engine = Engine(run, budget, tracker, sharing=sharing)
+    if events is not None and feed is not None:
+        # The run's own receiver has just stored an event: its tracker is woken at once (the feed
+        # reads the same event from the ledger later, a duplicate that changes nothing).
+        events.connect(wake_from_receiver(tracker.on_webhook, anyio.lowlevel.current_token()))
     try:
-        await _render(run, engine, tracker, Downloader(run, tracker))
+        await _render(run, engine, tracker, Downloader(run, tracker), feed)
     except Exception as error:  # a part of the run failed; a task group hands its tasks' errors grouped
         raise _user_error(error) from None
     finally:
@@ -240,15 +288,39 @@ async def execute(plan: Plan, settings: RunSettings, *, client: ApiClient, ledge
     return RunResult(
         records=records, planned=len(plan.jobs), interrupted=stops.interrupted, stopped_by_budget=stops.by_budget,
         error=stops.account_error, submitted=engine.submitted,
-        stats={"status_calls": tracker.status_calls, "submit_rate_decreases": engine.pacer.decreases,
-               "spent_usd": str(engine.budget.spent)},
+        stats={"status_calls": tracker.status_calls, "callbacks": tracker.callbacks,
+               "submit_rate_decreases": engine.pacer.decreases,
+               # what the service refunded for tasks that failed in this run is not spent
+               "spent_usd": str(engine.budget.spent - refunded_during(plan.jobs, records)),
+               "rate_limited": {"submit": engine.pacer.limited, "status": tracker.pacer.limited},
+               "submits_per_minute_learned": _per_minute(engine.pacer.ceiling, settings),
+               **({} if sharing is None else {"taken_over": sharing.taken, "skipped_claimed": sharing.skipped,
+                                              "lease_lapses": sharing.lapsed})},
     )
 
 
-async def _render(run: RunContext, engine: Engine, tracker: Tracker, downloader: Downloader) -> None:
-    """Jobs left in flight tracked again, the plan's submitted, every one followed to its end."""
-    resumable = _resumable(run.plan)
+async def _render(run: RunContext, engine: Engine, tracker: Tracker, downloader: Downloader,
+                  feed: EventFeed | None) -> None:
+    """Jobs left in flight tracked again, the plan's submitted, every one followed to its end
+    (``feed``: callbacks read from the ledger while the tracker runs)."""
+    sharing = engine.sharing
+    # On a shared ledger, only what no live runner tracks is this runner's to track.
+    resumable = _resumable(run.plan) if sharing is None else await sharing.join()
     run.progress.start(len(run.plan.to_submit) + len(resumable), run.plan.budget_usd, run.plan.spent_usd)
+    async with anyio.create_task_group() as lease:
+        if sharing is not None:
+            lease.start_soon(sharing.run)  # the lease renewed, dead runners' tasks taken over
+        try:
+            await _work(run, engine, tracker, downloader, feed, resumable)
+        finally:
+            if sharing is not None:
+                await sharing.leave()  # its rows are free for the others at once
+
+
+async def _work(run: RunContext, engine: Engine, tracker: Tracker, downloader: Downloader,
+                feed: EventFeed | None, resumable: list[PlannedJob]) -> None:
+    """The run's tasks: tracking (and with it the downloads), callbacks, then the submits."""
+    sharing = engine.sharing
     with anyio.CancelScope() as leave:
         run.stops.on_leave(leave.cancel)
         async with anyio.create_task_group() as work:
@@ -257,12 +329,31 @@ async def _render(run: RunContext, engine: Engine, tracker: Tracker, downloader:
                 work.start_soon(downloader.fetch, item)
 
             tracker.on_finished = download
-            work.start_soon(tracker.run)
+            if feed is not None:
+                await feed.start()
+                work.start_soon(feed.run)
+            work.start_soon(_track, tracker, feed, sharing)
             for planned in resumable:
                 await tracker.resume(planned)
             async with anyio.create_task_group() as submits:
                 await engine.submit_all(submits)
+            if sharing is not None:
+                await sharing.until_settled()  # while live runners hold jobs of the plan in flight
             tracker.close()  # every submit has ended: no more jobs to track will come
+
+
+async def _track(tracker: Tracker, feed: EventFeed | None, sharing: Sharing | None) -> None:
+    """Follow every job to its end; then no more callbacks are read, nor orphaned tasks taken over."""
+    await tracker.run()
+    if feed is not None:
+        feed.stop()
+    if sharing is not None:
+        sharing.tracking_over()
+
+
+def _per_minute(rate: float | None, settings: RunSettings) -> float | None:
+    """A pacer's rate (calls per real second) as calls per service minute, as the settings say rates."""
+    return None if rate is None else round(rate * 60 * settings.time_scale, 2)
 
 
 def _resubmit(planned: PlannedJob) -> tuple[JobState, ...]:

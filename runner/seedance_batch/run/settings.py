@@ -32,7 +32,7 @@ class RunSettings:
     max_attempts: int = 5
     timeout: float = 1800.0
     poll_interval: float = 1.0
-    callback_url: str | None = None
+    callback_url: str | None = field(default=None, repr=False)  # with the run's secret in it: never shown
     confirm_above_usd: Decimal | None = None
     output_dir: Path = Path("renders")
     time_scale: float = 1.0
@@ -45,7 +45,18 @@ class RunSettings:
     # Jobs in a row whose every submit attempt failed (429s, 5xx, unreachable) before the run
     # stops submitting: the service is down or the network is, and grinding on costs time only.
     give_up_after: int = 3
-    poll_policy: str = "render-clock"  # a name in run.polling.POLL_POLICIES
+    poll_policy: str = "progress-clock"  # a name in run.polling.POLL_POLICIES: without callbacks...
+    webhook_poll_policy: str = "safety-net"  # ...and with them (rare polls behind the webhooks)
+    # The server's rate window, as the pacers learn its rate from 429s (the contract: a fixed
+    # window per user, 10 s by default; service seconds).
+    rate_window: float = 10.0
+    # A call answered only 429s this long (service seconds) counts its 429s as attempts again:
+    # a throttled-for-good account still ends the run (see run/retry.py).
+    rate_limit_patience: float = 600.0
+    # On a ledger several runners share (run/takeover.py): a runner's lease (service seconds), renewed
+    # every quarter of it while the runner lives. A runner that dies leaves its in-flight tasks to
+    # the others this long after its last renewal.
+    lease: float = 60.0
 
     @classmethod
     def build(cls, run: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, **fixed: Any) -> RunSettings:
@@ -95,6 +106,20 @@ class RunResult:
         """Jobs of the plan that are not done (no ledger row counts as not done)."""
         done = sum(1 for rec in self.records if rec.state is JobState.DONE)
         return max(self.planned, len(self.records)) - done
+
+    def pacing(self) -> str | None:
+        """How the service's rate limit showed in this run, for its summary; None when it never answered 429.
+
+        ``429 answers: 12 (submit 9, status 3); submits paced to 29.1 a minute``
+        """
+        limited = self.stats.get("rate_limited") or {}
+        total = sum(limited.values())
+        if not total:
+            return None
+        parts = ", ".join(f"{scope} {count}" for scope, count in limited.items() if count)
+        text = f"429 answers: {total} ({parts})"
+        learned = self.stats.get("submits_per_minute_learned")
+        return text + (f"; submits paced to {learned:g} a minute" if learned else "")
 
     def ending(self) -> SeedanceError | None:
         """The error this run is reported with, its exit code with it; None when everything is done."""

@@ -1,6 +1,7 @@
 """The SQLite ledger, the embedded default: one file, ``.seedance/ledger.sqlite`` unless told otherwise.
 
 By meaning: :mod:`.backend` (:class:`SqliteLedger`, the interface's operations),
+:mod:`.claims` (the runner operations, simple here: one runner at a time),
 :mod:`.rows` (rows read back as records, checked), :mod:`.runlock` (one run at a
 time, whatever name the file is reached by), :mod:`.connect` (opening for a run or
 only to look) and :mod:`.schema` (the DDL of each named migration).

@@ -22,7 +22,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
@@ -30,9 +30,19 @@ from typing import Any
 
 from ...errors import LedgerError, Location
 from ...times import now_iso
+from ..claims import ClaimTerms
+from ..copying import CopyCounts
+from ..decisions import Decision, DecisionChange, check_reviewer
+from ..mediacache import CachedMedia
 from ..records import Event, JobRecord, JobState
+from ..refunds import REFUNDED, attach, judge_refund, refund_detail, refund_usd
 from ..transitions import TRANSITIONS, Transition, judge, refusal, resubmit_states
+from . import copying
+from .claims import SqliteRunners, check_limits
 from .connect import connect_for_run, connect_read_only
+from .decisions import read_current, read_history, write_change
+from .media import read_media_checks, write_media_checks
+from .refunds import ROW_PRICE, price_of, read_refunds, recorded_refund
 from .rows import EVENT_SELECT, SELECT, to_event, to_record
 from .runlock import RUN_LOCKS, lock, unlock
 from .statements import RECOVER, append_event, claim, guarded_update, row_now
@@ -44,7 +54,7 @@ _RECOVERED = "the run stopped during this job's submit; it may have reached the 
 _IN_EVENT = ("error_class", "error_message", "api_status")
 
 
-class SqliteLedger:
+class SqliteLedger(SqliteRunners):
     """The campaign state in one SQLite file. Safe to share between threads.
 
     :meth:`open` for a run (writes, migrates; :meth:`acquire_run_lock` claims it) and
@@ -137,23 +147,28 @@ class SqliteLedger:
     # --- reading ----------------------------------------------------------------------------
 
     def records(self, campaign: str) -> list[JobRecord]:
-        """Every row of a campaign, oldest first."""
+        """Every row of a campaign, oldest first (each with its task's refund, if any)."""
         with self._lock:
             rows = self._db.execute(f"{SELECT} WHERE campaign = ? ORDER BY rowid", (campaign,)).fetchall()
+            refunds = read_refunds(self._db, campaign)
         where = self._where
-        return [to_record(row, where) for row in rows]
+        found = [to_record(row, where) for row in rows]
+        return attach(found, refunds) if refunds else found
 
     def record(self, campaign: str, key: str) -> JobRecord | None:
         """One job's row, or None."""
         with self._lock:
             row = self._db.execute(f"{SELECT} WHERE campaign = ? AND key = ?", (campaign, key)).fetchone()
-        return to_record(row, self._where) if row else None
+            refunds = read_refunds(self._db, campaign, key=key) if row else {}
+        return attach([to_record(row, self._where)], refunds)[0] if row else None
 
     def by_task_id(self, task_id: str) -> JobRecord | None:
         """The row holding ``task_id`` (a task id this ledger submitted), or None."""
         with self._lock:
             row = self._db.execute(f"{SELECT} WHERE task_id = ?", (task_id,)).fetchone()
-        return to_record(row, self._where) if row else None
+            rec = to_record(row, self._where) if row else None
+            refunds = read_refunds(self._db, rec.campaign, key=rec.key) if rec else {}
+        return attach([rec], refunds)[0] if rec else None
 
     def events(self, campaign: str) -> list[Event]:
         """The campaign's audit trail, in the order it happened."""
@@ -203,19 +218,32 @@ class SqliteLedger:
         Only from no row or ``pending``, and from ``failed``/``unknown`` when they are in
         ``resubmit``; anything else is :class:`~..transitions.TransitionRefused`.
         """
+        with self._tx() as db:
+            return self._claim_row(db, campaign, key, label, shot, request, credits, cost_usd, output_path,
+                                   resubmit, None)
+
+    def _claim_row(self, db: sqlite3.Connection, campaign: str, key: str, label: str, shot: str,
+                   request: Mapping[str, Any], credits: int, cost_usd: Decimal, output_path: str | None,
+                   resubmit: Collection[JobState], terms: ClaimTerms | None) -> JobRecord:
+        """The claim, in ``db``'s transaction; with ``terms`` (a runner's :meth:`claim`), within its limits."""
         transition = TRANSITIONS["begin_submit"]
         also = resubmit_states(resubmit)
         sql, claimable = claim(transition, also)
         stamp = now_iso()
         body = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        with self._tx() as db:
-            rows = db.execute(sql, (campaign, key, label, shot, body, credits, str(cost_usd), output_path, stamp,
-                                    stamp, stamp, *claimable)).fetchall()
-            if not rows:
-                problem = self._not_moved(db, transition, campaign, key, resubmit=also)
-                assert problem is not None, "a submit is never a repeat"
-                raise problem
-            append_event(db, campaign, key, label, transition.event, transition.to, None, {}, stamp)
+        limited = None if terms is None else check_limits(
+            db, campaign, key, cost_usd, self._where, label, max_usd=terms.max_usd, max_in_flight=terms.max_in_flight)
+        rows = db.execute(sql, (campaign, key, label, shot, body, credits, str(cost_usd), output_path, stamp,
+                                stamp, stamp, *claimable)).fetchall()
+        if not rows:
+            problem = self._not_moved(db, transition, campaign, key, resubmit=also)
+            assert problem is not None, "a submit is never a repeat"
+            raise problem
+        if limited is not None:
+            raise limited  # rolled back with the transaction: the row is as it was
+        if terms is not None:
+            db.execute("UPDATE jobs SET owner = ? WHERE campaign = ? AND key = ?", (terms.owner, campaign, key))
+        append_event(db, campaign, key, label, transition.event, transition.to, None, {}, stamp)
         return to_record(rows[0], self._where)
 
     def submitted(self, campaign: str, key: str, task_id: str, api_status: str | None) -> bool:
@@ -280,6 +308,25 @@ class SqliteLedger:
         """run.timeout passed while tracking; the task id stays for a later run."""
         return self._move("timed_out", campaign, key, error_class="timeout", error_message=message)
 
+    def refunded(self, campaign: str, key: str, task_id: str, credits: int, *, source: str = "status") -> bool:
+        """The service refunded ``credits`` of the failed job's ``task_id``: one ``refunded`` line (see ..refunds)."""
+        with self._tx() as db:
+            row = db.execute(ROW_PRICE, (campaign, key)).fetchone()
+            now = row_now(db, campaign, key, self._where)
+            if now.problem:
+                raise now.problem
+            row_credits = int(row[3]) if row else 0
+            given = min(credits, row_credits) if isinstance(credits, int) and credits > 0 else credits
+            verdict = judge_refund(now.state, now.task_id, task_id, given,
+                                   recorded_refund(db, campaign, key, task_id), where=self._where,
+                                   campaign=campaign, key=key, label=now.label)
+            if verdict == "repeat":
+                return False
+            usd = refund_usd(price_of(row[4]), row_credits, given)
+            append_event(db, campaign, key, now.label, REFUNDED, now.state, task_id,
+                         refund_detail(given, usd, source), now_iso())
+        return True
+
     def note(self, campaign: str, key: str, kind: str, detail: Mapping[str, Any] | None = None) -> None:
         """Append an event without changing the row (a retry, a webhook delivery...)."""
         with self._tx() as db:
@@ -287,6 +334,89 @@ class SqliteLedger:
             if now.problem:
                 raise now.problem
             append_event(db, campaign, key, now.label, kind, now.state, now.task_id, dict(detail or {}), now_iso())
+
+    # --- webhook callbacks ------------------------------------------------------------------
+
+    def events_after(self, campaign: str, after: int, kinds: Collection[str], limit: int = 1000) -> list[Event]:
+        """The campaign's events of ``kinds`` after id ``after``, in order (an index range: events_kind)."""
+        wanted = sorted(set(kinds))
+        if not wanted or limit < 1:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        with self._lock:
+            rows = self._db.execute(f"{EVENT_SELECT} WHERE campaign = ? AND kind IN ({marks}) AND id > ? "
+                                    "ORDER BY id LIMIT ?", (campaign, *wanted, after, limit)).fetchall()
+        return [to_event(row, self._where) for row in rows]
+
+    def last_event_id(self, campaign: str) -> int:
+        """The campaign's newest event id, 0 when it has none (the events_campaign index's last entry)."""
+        with self._lock:
+            row = self._db.execute("SELECT max(id) FROM events WHERE campaign = ?", (campaign,)).fetchone()
+        return int(row[0]) if row and isinstance(row[0], int) else 0
+
+    def add_callback_token(self, campaign: str, digest: str) -> None:
+        """Record a run's callback secret by its digest (the secret itself never comes here)."""
+        with self._tx() as db:
+            db.execute("INSERT INTO callback_tokens (digest, campaign, created_at) VALUES (?, ?, ?) "
+                       "ON CONFLICT (digest) DO NOTHING", (digest, campaign, now_iso()))
+
+    def revoke_callback_token(self, digest: str) -> None:
+        """Callbacks carrying this secret are refused from now on."""
+        with self._tx() as db:
+            db.execute("UPDATE callback_tokens SET revoked_at = ? WHERE digest = ? AND revoked_at IS NULL",
+                       (now_iso(), digest))
+
+    def callback_tokens(self) -> dict[str, str]:
+        """Every live digest and its campaign."""
+        with self._lock:
+            rows = self._db.execute("SELECT digest, campaign FROM callback_tokens WHERE revoked_at IS NULL").fetchall()
+        return {str(digest): str(campaign) for digest, campaign in rows}
+
+    # --- the source media cache (..mediacache; the SQL is in .media) -------------------------
+
+    def media_checks(self, url_hashes: Collection[str]) -> dict[str, CachedMedia]:
+        """The cached checks of these URL hashes, by hash (rows this version cannot read are left out)."""
+        with self._lock:
+            try:
+                return read_media_checks(self._db, url_hashes)
+            except sqlite3.Error as exc:  # a damaged file, an I/O error: worded, never a traceback
+                raise LedgerError(f"cannot read the media cache: {exc}", location=self._where) from None
+
+    def save_media_checks(self, entries: Collection[CachedMedia]) -> None:
+        """Insert or replace the entries, in one transaction."""
+        with self._tx() as db:
+            write_media_checks(db, entries)
+
+    # --- the review's decisions (..decisions; the SQL is in .decisions) ------------------------
+
+    def decide(self, campaign: str, key: str, change: DecisionChange, *, label: str, combination: str,
+               reviewer: str) -> list[Decision]:
+        """Apply one reviewer's change to a take's decision, in one transaction; the decisions it changed."""
+        with self._tx() as db:
+            return write_change(db, change, campaign=campaign, key=key, label=label, combination=combination,
+                                reviewer=check_reviewer(reviewer), at=now_iso(), where=self._where)
+
+    def decisions(self, campaign: str) -> list[Decision]:
+        """The campaign's current decisions (none on a ledger from before the review)."""
+        with self._lock:
+            return read_current(self._db, campaign, self._where)
+
+    def decision_history(self, campaign: str) -> list[Decision]:
+        """Every decision written for the campaign, oldest first."""
+        with self._lock:
+            return read_history(self._db, campaign, self._where)
+
+    # --- moving a campaign's history between ledgers (..copying; the SQL is in .copying) -----
+
+    def campaigns(self) -> list[str]:
+        """Every campaign with a row or an event in this file, by name."""
+        with self._lock:
+            return copying.campaigns(self._db)
+
+    def copy_in(self, campaign: str, records: Sequence[JobRecord], events: Sequence[Event]) -> CopyCounts:
+        """Write another ledger's history of ``campaign`` here, in one transaction (see the Protocol)."""
+        with self._tx() as db:
+            return copying.copy_in(db, campaign, records, events, self._where)
 
     # --- internals --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ...errors import LedgerError, Location
+from ..migrations import ADDITIVE
 from .schema import STEPS, applied_migrations, check_shape, migrate
 
 __all__ = ["connect_for_run", "connect_read_only"]
@@ -60,11 +61,12 @@ def connect_read_only(path: Path, where: Location) -> sqlite3.Connection | None:
     db = _connect_read_only(path, where)
     with _worded(db, where):
         applied = applied_migrations(db, where)
-        if applied and len(applied) < len(STEPS):
+        # Tables a newer version only added are read as empty (see ADDITIVE); any other gap needs a run.
+        if applied and {name for name, _ in STEPS} - set(applied) - ADDITIVE:
             raise LedgerError("this ledger was written by an older seedance-batch and needs migrating",
                               location=where, hint="a run migrates it (status, plan and report only read)")
         if applied:
-            check_shape(db, where)
+            check_shape(db, where, applied)
     if not applied:
         db.close()
         return None
