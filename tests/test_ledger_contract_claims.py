@@ -217,3 +217,37 @@ def test_the_async_facade_has_every_runner_operation(led: Ledger, tmp_path: Path
         assert (await facade.record(CAMPAIGN, "k1")).state is S.UNKNOWN
 
     anyio.run(calls)
+
+
+def test_a_companion_renews_the_lease_while_the_ledger_waits_for_another_runners_lock(led: Ledger,
+                                                                                       where: str) -> None:
+    """A runner's lease is renewed on a connection of its own: a claim of the run that waits for
+    another runner's lock (here held by a plain connection) does not hold the renewal up."""
+    import threading
+
+    companion = led.companion()
+    if not led.shared:
+        assert companion is led  # one runner holds a SQLite file: nothing to wait for
+        return
+    import psycopg
+
+    runner = led.join(CAMPAIGN, LONG)
+    other = psycopg.connect(where)  # another runner, in the middle of its claim's transaction
+    try:
+        other.execute("SELECT 1 FROM seedance.limits WHERE name = 'claims' FOR UPDATE")
+        claiming = threading.Thread(target=claim, args=(led, "k1"), kwargs={"interval": 0.0})
+        claiming.start()
+        renewed: list[bool] = []
+        renewing = threading.Thread(target=lambda: renewed.append(companion.renew(runner, LONG)))
+        renewing.start()
+        renewing.join(timeout=10)
+        assert renewed == [True]  # done while the claim still waits for the lock...
+        assert claiming.is_alive()
+    finally:
+        other.rollback()  # ...which it gets now
+        other.close()
+    claiming.join(timeout=10)
+    assert not claiming.is_alive()
+    assert led.record(CAMPAIGN, "k1").state is S.SUBMITTING  # type: ignore[union-attr]
+    companion.close()
+    assert led.renew(runner, LONG) is True  # the ledger itself is open still

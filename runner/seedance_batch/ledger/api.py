@@ -104,6 +104,12 @@ class Ledger(Protocol):
         claims, budget and the account's limits in it (one runner at a time holds a SQLite file)."""
         ...
 
+    def companion(self) -> Ledger:
+        """The same ledger on a connection of its own (the caller closes it), or this one where a
+        backend has no connection to wait for (SQLite: ``self``). A runner renews its lease through
+        it, so a renewal never waits behind the run's own calls on one connection."""
+        ...
+
     def join(self, campaign: str, lease: float) -> str:
         """Register a runner of ``campaign`` leased ``lease`` seconds from the database's clock; its id."""
         ...

@@ -64,8 +64,10 @@ class Sharing:
         self._tracker = tracker
         settings = run.settings
         self.pacer = pacer
-        # The lease's own queue into the ledger: a renewal never waits behind the run's other calls.
-        self._leases = AsyncLedger(run.ledger.sync)
+        # The lease's own connection and queue into the ledger: a renewal never waits behind the run's
+        # other calls, nor behind a claim waiting for another runner's lock on a shared connection.
+        self._companion = run.ledger.sync.companion()
+        self._leases = AsyncLedger(self._companion)
         self.lease = max(LEASE_FLOOR, settings.real(settings.lease))
         self.every = self.lease / RENEWALS
         self._plans = {planned.priced.job.key: planned for planned in run.plan.jobs}
@@ -130,6 +132,8 @@ class Sharing:
         if self.runner is not None:
             with anyio.CancelScope(shield=True):
                 await self._run.ledger.leave(self.runner)
+        if self._companion is not self._run.ledger.sync:
+            self._companion.close()
 
     async def track_orphans(self) -> None:
         """Take over the orphaned in-flight jobs of the plan and track them."""

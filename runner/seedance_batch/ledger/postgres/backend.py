@@ -108,6 +108,12 @@ class PostgresLedger(PostgresRunners, LedgerExtras):
             return None
         return cls(Session(target, conn, read_only=True), applied)
 
+    def companion(self) -> PostgresLedger:
+        """The same ledger on a new connection of its own (close it when done): a runner's lease
+        renewals and takeovers must never wait behind a claim that waits for another runner's lock."""
+        conn = connect(self._target, read_only=self.read_only)
+        return PostgresLedger(Session(self._target, conn, read_only=self.read_only), self._applied)
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self._session.close()

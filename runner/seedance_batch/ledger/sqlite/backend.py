@@ -107,6 +107,10 @@ class SqliteLedger(SqliteRunners):
         db = connect_read_only(path, Location(file=str(path)))
         return None if db is None else cls(db, path, read_only=True)
 
+    def companion(self) -> SqliteLedger:
+        """This ledger: a SQLite file's calls wait for no other connection (one runner holds it)."""
+        return self
+
     def close(self) -> None:
         """Close the connection and drop the run lock (idempotent)."""
         with self._lock:
