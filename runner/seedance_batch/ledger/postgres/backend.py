@@ -32,6 +32,7 @@ from ...errors import LedgerError
 from ...times import now_iso
 from ..copying import CopyCounts, plan_copy, record_values
 from ..migrations import ADDITIVE, MIGRATIONS
+from ..moves import Moves
 from ..records import Event, JobRecord, JobState
 from ..refunds import attach
 from ..sqlite.rows import BadRow, state_of, to_event, unreadable
@@ -57,7 +58,7 @@ _KNOWN_STATES = [state.value for state in JobState]
 _RACES = 5
 
 
-class PostgresLedger(PostgresRunners, LedgerExtras):
+class PostgresLedger(PostgresRunners, LedgerExtras, Moves):
     """The campaign state in a PostgreSQL schema. Safe to share between threads (one call at a time).
 
     :meth:`open` for a run (creates the schema, migrates) and :meth:`open_read_only` for the
@@ -220,39 +221,6 @@ class PostgresLedger(PostgresRunners, LedgerExtras):
             raise self._busy(key)
 
         return self._session.run(land, write=True)
-
-    def release(self, campaign: str, key: str, error_class: str, message: str) -> bool:
-        """Back to ``pending``: the service answered without a task, or nothing was sent."""
-        return self._move("release", campaign, key, error_class=error_class, error_message=message)
-
-    def unknown(self, campaign: str, key: str, message: str) -> bool:
-        """The submit was sent and no answer came: the task may exist."""
-        return self._move("unknown", campaign, key, error_class="ambiguous_submit", error_message=message)
-
-    def failed(self, campaign: str, key: str, error_class: str, message: str, api_status: str | None = None) -> bool:
-        """The service said failed, rejected the request, or attempts ran out."""
-        fields: dict[str, Any] = {"error_class": error_class, "error_message": message}
-        if api_status is not None:
-            fields["api_status"] = api_status
-        return self._move("failed", campaign, key, **fields)
-
-    def status_seen(self, campaign: str, key: str, api_status: str) -> bool:
-        """A status answer that changes nothing but the service's word for it."""
-        return self._move("status_seen", campaign, key, value=api_status, api_status=api_status)
-
-    def finished(self, campaign: str, key: str, file_url: str | None, *, source: str = "status") -> bool:
-        """The service says finished; record the file URL (downloaded next)."""
-        return self._move("finished", campaign, key, detail={"source": source}, api_status="finished",
-                          file_url=file_url, finished_at=now_iso())
-
-    def downloaded(self, campaign: str, key: str, output_path: str, size: int, sha256: str) -> bool:
-        """The video is on disk under its final name, size and sha256 verified."""
-        return self._move("downloaded", campaign, key, detail={"size": size}, output_path=output_path, size=size,
-                          sha256=sha256, downloaded_at=now_iso())
-
-    def timed_out(self, campaign: str, key: str, message: str) -> bool:
-        """run.timeout passed while tracking; the task id stays for a later run."""
-        return self._move("timed_out", campaign, key, error_class="timeout", error_message=message)
 
     def note(self, campaign: str, key: str, kind: str, detail: Mapping[str, Any] | None = None) -> None:
         """Append an event without changing the row (a retry, a webhook delivery...)."""

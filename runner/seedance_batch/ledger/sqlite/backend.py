@@ -34,6 +34,7 @@ from ..claims import ClaimTerms
 from ..copying import CopyCounts
 from ..decisions import Decision, DecisionChange, check_reviewer
 from ..mediacache import CachedMedia
+from ..moves import Moves
 from ..records import Event, JobRecord, JobState
 from ..refunds import REFUNDED, attach, judge_refund, refund_detail, refund_usd
 from ..transitions import TRANSITIONS, Transition, judge, refusal, resubmit_states
@@ -54,7 +55,7 @@ _RECOVERED = "the run stopped during this job's submit; it may have reached the 
 _IN_EVENT = ("error_class", "error_message", "api_status")
 
 
-class SqliteLedger(SqliteRunners):
+class SqliteLedger(SqliteRunners, Moves):
     """The campaign state in one SQLite file. Safe to share between threads.
 
     :meth:`open` for a run (writes, migrates; :meth:`acquire_run_lock` claims it) and
@@ -278,39 +279,6 @@ class SqliteLedger(SqliteRunners):
                          {"api_status": api_status, "row_state": now.raw_state, "row_task_id": now.task_id}, stamp)
         raise now.problem or refusal(transition, now.state, where=self._where, campaign=campaign, key=key,
                                      label=now.label, held_task=now.task_id, task_id=task_id)
-
-    def release(self, campaign: str, key: str, error_class: str, message: str) -> bool:
-        """Back to ``pending``: the service answered without a task (429, 5xx) or nothing was sent."""
-        return self._move("release", campaign, key, error_class=error_class, error_message=message)
-
-    def unknown(self, campaign: str, key: str, message: str) -> bool:
-        """The submit was sent and no answer came: the task may exist."""
-        return self._move("unknown", campaign, key, error_class="ambiguous_submit", error_message=message)
-
-    def failed(self, campaign: str, key: str, error_class: str, message: str, api_status: str | None = None) -> bool:
-        """The service said failed, rejected the request, or attempts ran out."""
-        fields: dict[str, Any] = {"error_class": error_class, "error_message": message}
-        if api_status is not None:
-            fields["api_status"] = api_status
-        return self._move("failed", campaign, key, **fields)
-
-    def status_seen(self, campaign: str, key: str, api_status: str) -> bool:
-        """A status answer that changes nothing but the service's word for it (``running``...)."""
-        return self._move("status_seen", campaign, key, value=api_status, api_status=api_status)
-
-    def finished(self, campaign: str, key: str, file_url: str | None, *, source: str = "status") -> bool:
-        """The service says finished; record the file URL (downloaded next)."""
-        return self._move("finished", campaign, key, detail={"source": source}, api_status="finished",
-                          file_url=file_url, finished_at=now_iso())
-
-    def downloaded(self, campaign: str, key: str, output_path: str, size: int, sha256: str) -> bool:
-        """The video is on disk under its final name, size and sha256 verified."""
-        return self._move("downloaded", campaign, key, detail={"size": size}, output_path=output_path, size=size,
-                          sha256=sha256, downloaded_at=now_iso())
-
-    def timed_out(self, campaign: str, key: str, message: str) -> bool:
-        """run.timeout passed while tracking; the task id stays for a later run."""
-        return self._move("timed_out", campaign, key, error_class="timeout", error_message=message)
 
     def refunded(self, campaign: str, key: str, task_id: str, credits: int, *, source: str = "status") -> bool:
         """The service refunded ``credits`` of the failed job's ``task_id``: one ``refunded`` line (see ..refunds)."""
