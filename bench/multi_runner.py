@@ -87,10 +87,16 @@ def one(server: Any, runners: int, jobs: int, per_minute: float, scale: float, r
         with psycopg.connect(url, autocommit=True) as db:
             db.execute("SELECT pg_stat_statements_reset()")
         started, epoch = time.monotonic(), time.time()
+        # Each runner's progress goes to a file of its own: a pipe that nobody drains while another
+        # runner is waited for fills up, and a runner blocked writing to it stops renewing its lease.
+        logs = [(where / "run.log").open("wb") for where in folders]
         procs = [subprocess.Popen([sys.executable, "-m", "seedance_batch", "run", "m.yaml", "--time-scale",
                                    str(scale), "--state", url, "--yes"], cwd=where, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for where in folders]
-        errors = [proc.communicate(timeout=3600)[1].decode() for proc in procs]
+                                  stdout=subprocess.DEVNULL, stderr=log) for where, log in zip(folders, logs, strict=True)]
+        for proc, log in zip(procs, logs, strict=True):
+            proc.wait(timeout=3600)
+            log.close()
+        errors = [(where / "run.log").read_text(errors="replace") for where in folders]
         wall = time.monotonic() - started
         stats = sim.stats()
         created = [task["created"] for task in sim.tasks()["tasks"].values()]

@@ -68,9 +68,18 @@ def folder(root: Path, name: str, text: str) -> Path:
 def start(cwd: Path, base_url: str, state: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APIDOT_", "SEEDANCE_"))}
     env.update({"CI": "true", "APIDOT_BASE_URL": base_url, "APIDOT_API_KEY": "sk-sim-multi"})
-    return subprocess.Popen([sys.executable, "-m", "seedance_batch", "run", "m.yaml", "--time-scale", str(SCALE),
-                             "--state", state, "--yes"], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    # Its progress goes to a file (run.log, appended by a restart), not a pipe: a pipe nobody drains
+    # while another runner is waited for fills up, and a runner blocked writing to it stops renewing
+    # its lease (the others then take its tasks over, as from a dead one).
+    with (cwd / "run.log").open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "seedance_batch", "run", "m.yaml", "--time-scale",
+                                 str(SCALE), "--state", state, "--yes"], cwd=cwd, env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
+
+
+def log_of(cwd: Path) -> str:
+    """What the runner (and its restarts) in ``cwd`` wrote on stderr."""
+    return (cwd / "run.log").read_text(errors="replace")
 
 
 def job_price(cwd: Path) -> Decimal:
@@ -106,7 +115,9 @@ def test_four_runners_two_killed_and_restarted_render_every_job_once(tmp_path: P
             procs[victim].send_signal(signal.SIGKILL)
             assert procs[victim].wait(timeout=10) == -signal.SIGKILL
             procs[victim] = start(folders[victim], sim.base_url, pg_url)  # started again at once
-        errors = [proc.communicate(timeout=120)[1].decode() for proc in procs]
+        for proc in procs:
+            proc.wait(timeout=120)
+        errors = [log_of(where) for where in folders]
         stats = sim.stats()
         peak = most_in_flight(sim)
     elapsed = time.monotonic() - started
@@ -150,7 +161,7 @@ def test_two_manifest_versions_at_once_share_one_budget_and_whoever_cannot_reser
     config = SimulatorConfig(time_scale=SCALE, faults=ALL_END, latency=QUICK, submits_per_minute=RATE)
     with run_simulator(config) as sim:
         procs = [start(where, sim.base_url, pg_url) for where in (first, second)]
-        results = [(proc.wait(timeout=120), proc.stderr.read().decode() if proc.stderr else "") for proc in procs]
+        results = [(proc.wait(timeout=120), log_of(where)) for proc, where in zip(procs, (first, second), strict=True)]
         stats = sim.stats()
     with open_ledger(pg_url) as led:
         rows = led.records("spend")
