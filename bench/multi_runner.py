@@ -34,6 +34,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from engine_support import one_shot_manifest
 from pg_server import postgres_server
 from seedance_batch.simulator import Faults, Latency, SimulatorConfig, run_simulator
 
@@ -44,24 +45,9 @@ KEY = "sk-sim-bench"
 
 
 def manifest(jobs: int, per_minute: float) -> str:
-    values = ", ".join(f"v{i:05d}" for i in range(jobs))
-    return f"""\
-version: 1
-name: bench
-defaults:
-  model: seedance-2-fast
-  resolution: 480p
-  duration: 4
-matrix:
-  n: [{values}]
-shots:
-  - id: s
-    prompt: "shot {{{{ n }}}}"
-run:
-  submits_per_minute: {per_minute}
-  status_per_minute: 6000
-  max_in_flight: {min(jobs, 1000)}
-"""
+    return one_shot_manifest("bench", [f"v{i:05d}" for i in range(jobs)],
+                             {"submits_per_minute": per_minute, "status_per_minute": 6000,
+                              "max_in_flight": min(jobs, 1000)})
 
 
 def one(server: Any, runners: int, jobs: int, per_minute: float, scale: float, root: Path) -> dict[str, Any]:

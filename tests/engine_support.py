@@ -3,6 +3,7 @@ against the real simulator over loopback (no mocks)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,14 @@ def run_engine(plan: Plan, base_url: str, ledger: Ledger, run_settings: RunSetti
 def numbered_manifest(name: str, jobs: int, *, max_in_flight: int) -> str:
     """A one-shot campaign of ``jobs`` cheap jobs at 6 submits a (simulated) minute,
     for the tests that stop a real runner subprocess part way through."""
-    values = ", ".join(f"v{i:02d}" for i in range(jobs))
+    return one_shot_manifest(name, [f"v{i:02d}" for i in range(jobs)],
+                             {"submits_per_minute": 6, "max_in_flight": max_in_flight})
+
+
+def one_shot_manifest(name: str, values: Sequence[str], run: Mapping[str, object]) -> str:
+    """A campaign of one cheap shot, one job per value of its matrix axis ``n``, with these ``run:`` keys
+    (the runner subprocess tests' and benchmarks' campaign)."""
+    settings = "".join(f"  {key}: {value}\n" for key, value in run.items())
     return f"""\
 version: 1
 name: {name}
@@ -75,11 +83,9 @@ defaults:
   resolution: 480p
   duration: 4
 matrix:
-  n: [{values}]
+  n: [{", ".join(values)}]
 shots:
   - id: s
     prompt: "shot {{{{ n }}}}"
 run:
-  submits_per_minute: 6
-  max_in_flight: {max_in_flight}
-"""
+{settings}"""

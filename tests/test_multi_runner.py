@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from engine_support import ALL_END
+from engine_support import ALL_END, one_shot_manifest
 from seedance_batch.ledger import JobState, open_ledger
 from seedance_batch.pipeline import load_plan
 from seedance_batch.simulator import Latency, SimulatorConfig, run_simulator
@@ -37,23 +37,8 @@ QUICK = Latency(queue_seconds=2.0, base_seconds=8.0, per_video_second=1.0, jitte
 def manifest(name: str, jobs: int, *, budget: Decimal | None = None, edited: int = 0) -> str:
     """A campaign of ``jobs`` cheap jobs; with ``edited``, the prompts of its last ``edited`` jobs changed
     (another version of the same campaign: those are new jobs, the others the same)."""
-    values = ", ".join(f"v{i:03d}" if i < jobs - edited else f"v{i:03d} edited" for i in range(jobs))
-    text = f"""\
-version: 1
-name: {name}
-defaults:
-  model: seedance-2-fast
-  resolution: 480p
-  duration: 4
-matrix:
-  n: [{values}]
-shots:
-  - id: s
-    prompt: "shot {{{{ n }}}}"
-run:
-  submits_per_minute: {RATE}
-  max_in_flight: {IN_FLIGHT}
-"""
+    values = [f"v{i:03d}" if i < jobs - edited else f"v{i:03d} edited" for i in range(jobs)]
+    text = one_shot_manifest(name, values, {"submits_per_minute": RATE, "max_in_flight": IN_FLIGHT})
     return text + (f"budget:\n  max_usd: {budget}\n" if budget is not None else "")
 
 

@@ -19,12 +19,13 @@ starts undecided, as a new render should.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from enum import Enum
 
 __all__ = [
     "MAX_NOTE_CHARS", "MAX_REVIEWER_CHARS", "Decision", "DecisionChange", "Verdict", "apply_change",
-    "check_reviewer", "decision_json", "unpicked",
+    "changed_decisions", "check_reviewer", "decision_json", "unpicked",
 ]
 
 # A note is a sentence or two ("too dark at 0:03, try a warmer grade"); 2,000 characters is
@@ -98,6 +99,19 @@ def apply_change(current: Decision | None, change: DecisionChange, *, campaign: 
         note = change.note
     return Decision(campaign=campaign, key=key, label=label, combination=combination, verdict=verdict,
                     picked=picked, note=note, reviewer=reviewer, at=at)
+
+
+def changed_decisions(current: Decision | None, change: DecisionChange, *, campaign: str, key: str, label: str,
+                      combination: str, reviewer: str, at: str,
+                      picked_others: Callable[[], Iterable[Decision]]) -> list[Decision] | None:
+    """What ``change`` makes of the job's decision, every backend alike: the job's new decision first, then
+    each other take of its combination it unpicked (``picked_others``: those picked now, asked only when
+    this one is picked). None when it changes nothing (approving an approved take): nothing to write."""
+    new = apply_change(current, change, campaign=campaign, key=key, label=label, combination=combination,
+                       reviewer=reviewer, at=at)
+    if current is not None and replace(current, reviewer="", at="") == replace(new, reviewer="", at=""):
+        return None
+    return [new, *(unpicked(other, reviewer=reviewer, at=at) for other in (picked_others() if new.picked else ()))]
 
 
 def unpicked(other: Decision, *, reviewer: str, at: str) -> Decision:

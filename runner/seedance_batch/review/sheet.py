@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from ..ledger import Decision, JobState, Verdict
 from ..report.data import Report, ReportRow
+from ..report.html import Column  # the report's contact-sheet column: the same combination, shown alike
 from .takes import JobLike, combination_id, combination_values, take_of
 
-__all__ = ["MEDIA_PREFIX", "Column", "ReviewSheet", "SheetRow", "Take", "Tally", "review_sheets", "tally"]
+__all__ = ["MEDIA_PREFIX", "ReviewSheet", "SheetRow", "Take", "Tally", "review_sheets", "tally"]
 
 MEDIA_PREFIX = "/media/"
 
@@ -46,23 +47,6 @@ class Take:
     def decidable(self) -> bool:
         """Rendered and downloaded: it can be approved or picked (anything can be rejected)."""
         return self.row.state == JobState.DONE.value
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """One combination: a column of a sheet (its values as shown: redacted, take axes left out)."""
-
-    values: tuple[tuple[str, str], ...]
-
-    @property
-    def title(self) -> str:
-        """The heading, ``de-DE · 9:16``."""
-        return " · ".join(value for _, value in self.values) or "all"
-
-    @property
-    def detail(self) -> str:
-        """The heading's tooltip, ``locale = de-DE, aspect_ratio = 9:16``."""
-        return ", ".join(f"{axis} = {value}" for axis, value in self.values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from ...errors import LedgerError, Location
-from ..decisions import Decision, DecisionChange, Verdict, apply_change, unpicked
+from ..decisions import Decision, DecisionChange, Verdict, changed_decisions
 from ..mediacache import CachedMedia
 from ..sqlite.rows import BAD_ROW_HINT
 from ..transitions import shown
@@ -89,18 +89,18 @@ def decide(db: Connection, names: Names, change: DecisionChange, *, campaign: st
         row = db.execute(f"SELECT {_LIST} FROM {current_table} WHERE campaign = %s AND key = %s",
                          (campaign, key)).fetchone()
         current = _to_decision(row, where) if row else None
-        new = apply_change(current, change, campaign=campaign, key=key, label=label, combination=combination,
-                           reviewer=reviewer, at=at)
-        if current is not None and replace(current, reviewer="", at="") == replace(new, reviewer="", at=""):
-            return [current]
-        changed = [new]
-        if new.picked:
-            others = db.execute(f"SELECT {_LIST} FROM {current_table} WHERE campaign = %s AND combination = %s "
-                                "AND picked AND key <> %s ORDER BY seq", (campaign, combination, key)).fetchall()
-            for other in others:  # first: the unique index holds one pick per combination at every statement
-                changed.append(unpicked(_to_decision(other, where), reviewer=reviewer, at=at))
-                _store(db, names, changed[-1])
-        _store(db, names, new)
+
+        def picked_others() -> list[Decision]:
+            rows = db.execute(f"SELECT {_LIST} FROM {current_table} WHERE campaign = %s AND combination = %s "
+                              "AND picked AND key <> %s ORDER BY seq", (campaign, combination, key)).fetchall()
+            return [_to_decision(other, where) for other in rows]
+
+        changed = changed_decisions(current, change, campaign=campaign, key=key, label=label, combination=combination,
+                                    reviewer=reviewer, at=at, picked_others=picked_others)
+        if changed is None:
+            return [current] if current is not None else []
+        for decision in (*changed[1:], changed[0]):  # the unpicked first: one pick per combination at every statement
+            _store(db, names, decision)
     return changed
 
 
