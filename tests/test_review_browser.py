@@ -13,8 +13,6 @@ SEEDANCE_REQUIRE_BROWSER=1 (CI sets it), when they fail instead.
 from __future__ import annotations
 
 import http.server
-import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -26,11 +24,10 @@ from typing import Any
 
 import pytest
 
+from browser_support import headless_chromium
 from cli_support import clean_environment, run_cli
 from review_support import write_campaign
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 REBOUND = "rebound.example"  # a name an attacker points at 127.0.0.1
 
 
@@ -80,37 +77,11 @@ def review(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Review]:
         assert out.startswith("review stopped; ")
 
 
-def _browser_missing() -> str | None:
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not Path(path).is_file():
-            return f"{path} not found (apt-get install chromium chromium-driver)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("SEEDANCE_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"SEEDANCE_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", "--autoplay-policy=no-user-gesture-required",
-                 f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    # a name of the test's own resolving to loopback: the DNS-rebinding check is tried through it
+    yield from headless_chromium(tmp_path_factory.mktemp("chromium-profile"),
+                                 f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1")
 
 
 def _wait(driver: Any, condition: str, timeout: float = 15) -> Any:
