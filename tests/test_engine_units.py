@@ -14,7 +14,7 @@ import pytest
 
 from seedance_batch.errors import RateLimited, TransientError, UsageError
 from seedance_batch.models import load_catalog
-from seedance_batch.run.downloads import safe_target
+from seedance_batch.run.downloads import TargetCheck, safe_target
 from seedance_batch.run.polling import POLL_POLICIES, Bucket, Next, Seen, catalog_prior, make_policy
 from seedance_batch.run.ratelimit import SAFETY, Pacer
 from seedance_batch.run.render_clock import FIRST_GUESS, STEP_DOWN, STEP_UP, RenderClock
@@ -115,6 +115,39 @@ def test_output_paths_outside_the_output_folder_are_refused(tmp_path: Path, bad:
 
 def test_output_paths_inside_are_resolved(tmp_path: Path) -> None:
     assert safe_target(tmp_path / "r", "c/s/x.mp4") == (tmp_path / "r" / "c/s/x.mp4").resolve()
+
+
+def test_the_plans_target_check_agrees_with_the_whole_check_on_every_kind_of_path(tmp_path: Path) -> None:
+    # folders resolved once per plan must refuse and return exactly what resolving each target whole does
+    renders, outside = tmp_path / "renders", tmp_path / "outside"
+    (renders / "c" / "plain").mkdir(parents=True)
+    (renders / "c" / "inner").mkdir()
+    outside.mkdir()
+    (renders / "c" / "out").symlink_to(outside, target_is_directory=True)           # a folder leading out
+    (renders / "c" / "alias").symlink_to(renders / "c" / "inner", target_is_directory=True)  # one staying in
+    (renders / "c" / "plain" / "link.mp4").symlink_to(outside / "x.mp4")            # a name leading out
+    (renders / "c" / "plain" / "ok.mp4").symlink_to(renders / "c" / "inner" / "y.mp4")  # a name staying in
+    paths = ["c/plain/a.mp4", "c/plain/b.mp4", "c/out/a.mp4", "c/out/deeper/a.mp4", "c/alias/a.mp4",
+             "c/plain/link.mp4", "c/plain/ok.mp4", "c/./plain/a.mp4", "new/folder/a.mp4", "c/out",
+             "../escape.mp4", "/etc/passwd", "a/../../b.mp4", ".", "a/..", "c/alias/../plain/a.mp4"]
+
+    def whole(relative: str) -> Path | str:
+        try:
+            return safe_target(renders, relative)
+        except UsageError as exc:
+            return exc.message
+
+    def cached(check: TargetCheck, relative: str) -> Path | str:
+        try:
+            return check(relative)
+        except UsageError as exc:
+            return exc.message
+
+    check = TargetCheck(renders)
+    for relative in paths * 2:  # the second round from the folders already resolved
+        assert cached(check, relative) == whole(relative), relative
+    assert isinstance(whole("c/out/a.mp4"), str) and isinstance(whole("c/plain/link.mp4"), str)
+    assert whole("c/alias/a.mp4") == (renders / "c" / "inner" / "a.mp4").resolve()
 
 
 def test_backoff_retries_only_its_types_with_full_jitter_and_honours_retry_after() -> None:

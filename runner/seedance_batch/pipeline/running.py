@@ -207,15 +207,16 @@ def _check_targets(plan: Plan, output_dir: Path) -> None:
     Only jobs this run would submit or track: a symbolic link at (or on the way to) a
     file the run will write is found now, not after the render is paid for.
     """
+    from ..run.downloads import TargetCheck
+
+    safe_target = TargetCheck(output_dir)
     for planned in plan.jobs:
         rec = planned.record
         if not (planned.submit or (rec is not None and rec.state.in_flight)):
             continue
         job = planned.priced.job
         try:
-            from ..run.downloads import safe_target
-
-            safe_target(output_dir, job.output_path)
+            safe_target(job.output_path)
         except UsageError as exc:
             where = job.location
             raise UsageError(exc.message, location=Location(where.file, where.line, where.col, where.path, job.label),

@@ -104,11 +104,13 @@ class ApiClient:
         self._where = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
         self._key = api_key
         self._deadline = _exchange_deadline(timeout)
-        self._http = httpx.AsyncClient(timeout=timeout, limits=LIMITS, transport=transport,
+        # One TLS context for both pools: loading the CA bundle is most of what a client costs to make.
+        tls = httpx.create_ssl_context(trust_env=False) if transport is None else True
+        self._http = httpx.AsyncClient(timeout=timeout, limits=LIMITS, transport=transport, verify=tls,
                                        follow_redirects=False, trust_env=False)
         # Downloads get their own small pool (file URLs may be on another host, and big
         # bodies should not hold up status calls); it never carries the API key.
-        self._files = httpx.AsyncClient(timeout=timeout, limits=FILE_LIMITS, transport=transport,
+        self._files = httpx.AsyncClient(timeout=timeout, limits=FILE_LIMITS, transport=transport, verify=tls,
                                         follow_redirects=True, trust_env=False)
         # Status words the service used for another word (``completed`` for finished), each logged once,
         # and told to ``on_alias`` (the run shows it on its progress lines) once.

@@ -47,7 +47,7 @@ from .context import RunContext
 from .retry import Backoff, retrying, without
 from .tracking import Tracked, Tracker
 
-__all__ = ["BadVideo", "Downloaded", "Downloader", "UrlExpired", "download", "safe_target"]
+__all__ = ["BadVideo", "Downloaded", "Downloader", "TargetCheck", "UrlExpired", "download", "safe_target"]
 
 # An MP4 file starts with its ``ftyp`` box: 4 bytes of size, then the type.
 MP4_MAGIC = b"ftyp"
@@ -177,6 +177,35 @@ def safe_target(output_dir: Path, relative: str) -> Path:
                          hint="output.filename must render to a relative path below output.dir, "
                               "with no symbolic link leading out of it")
     return target
+
+
+class TargetCheck:
+    """:func:`safe_target` for the many targets of one plan, each folder resolved once.
+
+    What the check before a run uses (a campaign of thousands of jobs has a few folders:
+    resolving every target whole was most of a run's start-up); each download checks
+    its own target again with :func:`safe_target`, and opens its folder without
+    following a link, so a folder swapped for a link during the run is still refused.
+    """
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = output_dir
+        self._root = output_dir.resolve()
+        self._folders: dict[Path, Path] = {}
+
+    def __call__(self, relative: str) -> Path:
+        """What ``safe_target(output_dir, relative)`` returns, or its refusal."""
+        candidate = Path(relative)
+        if candidate.is_absolute() or ".." in candidate.parts or not candidate.parts:
+            return safe_target(self.output_dir, relative)  # refused, with the whole check's words
+        folder = self._folders.get(candidate.parent)
+        if folder is None:
+            folder = self._folders[candidate.parent] = (self._root / candidate.parent).resolve()
+        # realpath(folder / name) is realpath(realpath(folder) / name): only a link at the name is left to follow
+        target = folder / candidate.name
+        if target.is_symlink() or not target.is_relative_to(self._root) or target == self._root:
+            return safe_target(self.output_dir, relative)
+        return target
 
 
 async def download(http: httpx.AsyncClient, url: str, target: Path, *, max_bytes: int, root: Path) -> Downloaded:
