@@ -157,12 +157,33 @@ CHECKS = textwrap.dedent("""
 """)
 
 
-def test_adding_seed_touches_the_table_the_schema_and_models_json_only(tmp_path: Path) -> None:
-    # A copy of the package and its data, changed in exactly those three files.
+def _package_copy(tmp_path: Path) -> Path:
+    """A copy of the package and its data under ``tmp_path`` (run with PYTHONPATH=tmp_path/runner); its table."""
     package = tmp_path / "runner" / "seedance_batch"
     shutil.copytree(ROOT / "runner" / "seedance_batch", package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
-    table = package / "expand" / "params.py"
+    return package / "expand" / "params.py"
+
+
+def test_a_parameter_added_later_gets_the_last_column_and_no_shipped_column_moves(tmp_path: Path) -> None:
+    table = _package_copy(tmp_path)
+    shipped = table.read_text(encoding="utf-8")
+    table.write_text(shipped.replace(SEED_ROW, SEED_ROW.replace(
+        ")\n\n# --- Derived", '    Param("camera_fixed", BOOLEAN, order=11, csv="camera_fixed"),\n)\n\n# --- Derived'), 1),
+        encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "runner")}
+    done = subprocess.run([sys.executable, "-c", "import json; from seedance_batch.report.tables import CSV_COLUMNS, "
+                           "_OWN_TEXT; print(json.dumps([list(CSV_COLUMNS), 'camera_fixed' in _OWN_TEXT]))"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    columns, own_text = json.loads(done.stdout)
+    assert columns == [*CSV_COLUMNS, "camera_fixed"]  # appended after note, not before refund_usd
+    assert own_text  # a boolean's cell is written by the report itself, never guarded as outside text
+
+
+def test_adding_seed_touches_the_table_the_schema_and_models_json_only(tmp_path: Path) -> None:
+    # A copy of the package and its data, changed in exactly those three files.
+    table = _package_copy(tmp_path)
     shipped = table.read_text(encoding="utf-8")
     assert SEED_ROW in shipped  # the row as shipped, which the copy loses and gets back
     without = shipped.replace(SEED_ROW, ")\n\n# --- Derived", 1).replace(_SEED_COMMENT, "", 1)

@@ -45,7 +45,8 @@ MODEL, TEXT, INTEGER, CHOICE, BOOLEAN, URLS = "model", "text", "integer", "choic
 KINDS = (MODEL, TEXT, INTEGER, CHOICE, BOOLEAN, URLS)
 # Where a parameter's column sits in report.csv (and its key in report.json's jobs): the
 # first report version's parameter columns follow ``state``; report columns are a stable
-# interface, so any later one goes after every other column. Either way, in table order.
+# interface, so any later one goes after every column shipped before it (report/tables.py
+# keeps the order they shipped in). Either way, in table order.
 CSV_AFTER_STATE, CSV_AT_END = "after state", "at the end"
 
 

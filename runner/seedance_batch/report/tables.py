@@ -2,7 +2,9 @@
 
 CSV columns are a stable interface (README "Reports" lists them): new columns are
 only ever appended; the request parameters' columns come from the parameter table
-(:mod:`seedance_batch.expand.params`). The comparison provider's price keeps its
+(:mod:`seedance_batch.expand.params`): the first version's after ``state``, those added
+since in the order they shipped (:data:`_APPENDED`), and a parameter added to the table
+later after every column shipped before it. The comparison provider's price keeps its
 first name, ``fal_usd``, in both files.
 
 The CSV is RFC 4180 (``csv`` module, CRLF line ends, fields with commas, quotes
@@ -31,12 +33,19 @@ CSV_ENCODING = "utf-8-sig"
 # after ``state``, any later one after every other column (columns are only appended).
 _WITH_STATE = csv_params(CSV_AFTER_STATE)
 _AT_END = csv_params(CSV_AT_END)
+# The columns appended since the first version, in the order they shipped: a parameter's (``seed``) and the
+# report's own. A parameter column at the end not among them (added to the table later) comes after them all:
+# placed by the table alone it would land before ``refund_usd`` and move every column shipped after it.
+_APPENDED = (
+    "seed",
+    "refund_usd",  # what the service gave back for a failed task (spent_usd is net of it)
+    "take", "profile", "verdict", "picked", "note",  # the job as a take, and the review's decision of it
+)
 CSV_COLUMNS: tuple[str, ...] = (
     "label", "shot", "combination", "state", *(p.csv for p in _WITH_STATE if p.csv), "attempts", "credits",
     "cost_usd", "fal_usd", "spent_usd", "render_s", "submitted_at", "finished_at", "task_id", "file", "size",
-    "sha256", "error_class", "error_message", "private", "prompt", "key", "change", *(p.csv for p in _AT_END if p.csv),
-    "refund_usd",  # appended: what the service gave back for a failed task (spent_usd is net of it)
-    "take", "profile", "verdict", "picked", "note",  # appended: the job as a take, and the review's decision of it
+    "sha256", "error_class", "error_message", "private", "prompt", "key", "change", *_APPENDED,
+    *(p.csv for p in _AT_END if p.csv and p.csv not in _APPENDED),
 )
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -58,7 +67,7 @@ def report_csv(report: Report) -> str:
     writer.writerow(CSV_COLUMNS)
     for row in report.rows:
         values = _csv_values(row)
-        writer.writerow([_cell(name, values[name]) for name in CSV_COLUMNS])
+        writer.writerow([_cell(name, values.get(name)) for name in CSV_COLUMNS])  # a shipped column stays
     return out.getvalue()
 
 
