@@ -2,6 +2,7 @@
 
 By meaning: :mod:`.backend` (:class:`SqliteLedger`, the interface's operations),
 :mod:`.claims` (the runner operations, simple here: one runner at a time),
+:mod:`.extras` (the event cursor, callback tokens, media cache, decisions, copying in),
 :mod:`.rows` (rows read back as records, checked), :mod:`.runlock` (one run at a
 time, whatever name the file is reached by), :mod:`.connect` (opening for a run or
 only to look) and :mod:`.schema` (the DDL of each named migration).

@@ -22,7 +22,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
@@ -31,18 +31,13 @@ from typing import Any
 from ...errors import LedgerError, Location
 from ...times import now_iso
 from ..claims import ClaimTerms
-from ..copying import CopyCounts
-from ..decisions import Decision, DecisionChange, check_reviewer
-from ..mediacache import CachedMedia
 from ..moves import Moves
 from ..records import Event, JobRecord, JobState
 from ..refunds import REFUNDED, attach, judge_refund, refund_detail, refund_usd
 from ..transitions import TRANSITIONS, Transition, judge, refusal, resubmit_states
-from . import copying
 from .claims import SqliteRunners, check_limits
 from .connect import connect_for_run, connect_read_only
-from .decisions import read_current, read_history, write_change
-from .media import read_media_checks, write_media_checks
+from .extras import SqliteExtras
 from .refunds import ROW_PRICE, price_of, read_refunds, recorded_refund
 from .rows import EVENT_SELECT, SELECT, to_event, to_record
 from .runlock import RUN_LOCKS, lock, unlock
@@ -55,7 +50,7 @@ _RECOVERED = "the run stopped during this job's submit; it may have reached the 
 _IN_EVENT = ("error_class", "error_message", "api_status")
 
 
-class SqliteLedger(SqliteRunners, Moves):
+class SqliteLedger(SqliteRunners, SqliteExtras, Moves):
     """The campaign state in one SQLite file. Safe to share between threads.
 
     :meth:`open` for a run (writes, migrates; :meth:`acquire_run_lock` claims it) and
@@ -306,89 +301,6 @@ class SqliteLedger(SqliteRunners, Moves):
             if now.problem:
                 raise now.problem
             append_event(db, campaign, key, now.label, kind, now.state, now.task_id, dict(detail or {}), now_iso())
-
-    # --- webhook callbacks ------------------------------------------------------------------
-
-    def events_after(self, campaign: str, after: int, kinds: Collection[str], limit: int = 1000) -> list[Event]:
-        """The campaign's events of ``kinds`` after id ``after``, in order (an index range: events_kind)."""
-        wanted = sorted(set(kinds))
-        if not wanted or limit < 1:
-            return []
-        marks = ", ".join("?" * len(wanted))
-        with self._lock:
-            rows = self._db.execute(f"{EVENT_SELECT} WHERE campaign = ? AND kind IN ({marks}) AND id > ? "
-                                    "ORDER BY id LIMIT ?", (campaign, *wanted, after, limit)).fetchall()
-        return [to_event(row, self._where) for row in rows]
-
-    def last_event_id(self, campaign: str) -> int:
-        """The campaign's newest event id, 0 when it has none (the events_campaign index's last entry)."""
-        with self._lock:
-            row = self._db.execute("SELECT max(id) FROM events WHERE campaign = ?", (campaign,)).fetchone()
-        return int(row[0]) if row and isinstance(row[0], int) else 0
-
-    def add_callback_token(self, campaign: str, digest: str) -> None:
-        """Record a run's callback secret by its digest (the secret itself never comes here)."""
-        with self._tx() as db:
-            db.execute("INSERT INTO callback_tokens (digest, campaign, created_at) VALUES (?, ?, ?) "
-                       "ON CONFLICT (digest) DO NOTHING", (digest, campaign, now_iso()))
-
-    def revoke_callback_token(self, digest: str) -> None:
-        """Callbacks carrying this secret are refused from now on."""
-        with self._tx() as db:
-            db.execute("UPDATE callback_tokens SET revoked_at = ? WHERE digest = ? AND revoked_at IS NULL",
-                       (now_iso(), digest))
-
-    def callback_tokens(self) -> dict[str, str]:
-        """Every live digest and its campaign."""
-        with self._lock:
-            rows = self._db.execute("SELECT digest, campaign FROM callback_tokens WHERE revoked_at IS NULL").fetchall()
-        return {str(digest): str(campaign) for digest, campaign in rows}
-
-    # --- the source media cache (..mediacache; the SQL is in .media) -------------------------
-
-    def media_checks(self, url_hashes: Collection[str]) -> dict[str, CachedMedia]:
-        """The cached checks of these URL hashes, by hash (rows this version cannot read are left out)."""
-        with self._lock:
-            try:
-                return read_media_checks(self._db, url_hashes)
-            except sqlite3.Error as exc:  # a damaged file, an I/O error: worded, never a traceback
-                raise LedgerError(f"cannot read the media cache: {exc}", location=self._where) from None
-
-    def save_media_checks(self, entries: Collection[CachedMedia]) -> None:
-        """Insert or replace the entries, in one transaction."""
-        with self._tx() as db:
-            write_media_checks(db, entries)
-
-    # --- the review's decisions (..decisions; the SQL is in .decisions) ------------------------
-
-    def decide(self, campaign: str, key: str, change: DecisionChange, *, label: str, combination: str,
-               reviewer: str) -> list[Decision]:
-        """Apply one reviewer's change to a take's decision, in one transaction; the decisions it changed."""
-        with self._tx() as db:
-            return write_change(db, change, campaign=campaign, key=key, label=label, combination=combination,
-                                reviewer=check_reviewer(reviewer), at=now_iso(), where=self._where)
-
-    def decisions(self, campaign: str) -> list[Decision]:
-        """The campaign's current decisions (none on a ledger from before the review)."""
-        with self._lock:
-            return read_current(self._db, campaign, self._where)
-
-    def decision_history(self, campaign: str) -> list[Decision]:
-        """Every decision written for the campaign, oldest first."""
-        with self._lock:
-            return read_history(self._db, campaign, self._where)
-
-    # --- moving a campaign's history between ledgers (..copying; the SQL is in .copying) -----
-
-    def campaigns(self) -> list[str]:
-        """Every campaign with a row or an event in this file, by name."""
-        with self._lock:
-            return copying.campaigns(self._db)
-
-    def copy_in(self, campaign: str, records: Sequence[JobRecord], events: Sequence[Event]) -> CopyCounts:
-        """Write another ledger's history of ``campaign`` here, in one transaction (see the Protocol)."""
-        with self._tx() as db:
-            return copying.copy_in(db, campaign, records, events, self._where)
 
     # --- internals --------------------------------------------------------------------------
 
