@@ -118,7 +118,7 @@ def one(server: Any, runners: int, jobs: int, per_minute: float, scale: float, r
         # the submits' span (first to last, real seconds) against N/R: the runners' start-up is before it
         "first_submit_s": round(min(created) - epoch, 2) if created else None,
         "submit_span_s": round(max(created) - min(created), 2) if created else None,
-        "tail_s": round(epoch + wall - max(created), 2) if created else None, "render_s": RENDER_SECONDS * scale,
+        "tail_s": round(epoch + wall - max(created), 2) if created else None, "render_s": round(RENDER_SECONDS * scale, 2),
         "ideal_span_s": round(jobs / (per_minute / 60.0) * scale, 2),
         "rate_limited": stats["rate_limited"]["submit"], "billed_twice": sum(
             1 for count in stats["submits"]["by_body"].values() if count > 1),

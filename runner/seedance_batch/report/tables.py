@@ -67,7 +67,7 @@ def report_csv(report: Report) -> str:
     writer.writerow(CSV_COLUMNS)
     for row in report.rows:
         values = _csv_values(row)
-        writer.writerow([_cell(name, values.get(name)) for name in CSV_COLUMNS])  # a shipped column stays
+        writer.writerow([_cell(name, values.get(name)) for name in CSV_COLUMNS])  # a shipped column stays (empty if its parameter left)
     return out.getvalue()
 
 
