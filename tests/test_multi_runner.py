@@ -109,6 +109,7 @@ def test_four_runners_two_killed_and_restarted_render_every_job_once(tmp_path: P
     with open_ledger(pg_url) as led:
         rows = {r.key: r for r in led.records("team")}
     assert all("Traceback" not in err for err in errors), (seed, errors)
+    assert not [line for err in errors for line in err.splitlines() if "not submitted" in line], seed
     unknown = [r for r in rows.values() if r.state is JobState.UNKNOWN]
     # exit 1 only when a kill left a job unknown (not done: never submitted again on its own)
     codes = {proc.returncode for proc in procs}
@@ -160,6 +161,28 @@ def test_two_manifest_versions_at_once_share_one_budget_and_whoever_cannot_reser
     assert sum((r.cost_usd for r in charged), Decimal(0)) <= budget
 
 
+def test_runners_that_nobody_stops_all_exit_0_once_every_job_is_done(tmp_path: Path, pg_url: str) -> None:
+    """A matrix of runners that all live (the CI recipe's way): every one of them ends when the campaign is
+    rendered, not when its own jobs are, and exits 0. Renders of uneven length, so one runner's last job
+    ends after another's: a runner that left before the others' jobs ended read them not done and exited 1."""
+    # Few jobs: the submits are over before a runner's first renewal, so the count it waits on is its join's.
+    jobs = 12
+    folders = [folder(tmp_path, f"runner{i}", manifest("matrix", jobs)) for i in range(3)]
+    uneven = Latency(queue_seconds=2.0, base_seconds=8.0, per_video_second=1.0, jitter=0.5)
+    config = SimulatorConfig(time_scale=SCALE, faults=ALL_END, latency=uneven, submits_per_minute=RATE)
+    with run_simulator(config) as sim:
+        procs = [start(where, sim.base_url, pg_url) for where in folders]
+        codes = [proc.wait(timeout=120) for proc in procs]
+        stats = sim.stats()
+    errors = [log_of(where) for where in folders]
+    assert codes == [0, 0, 0], [err[-800:] for err in errors]
+    # a job another runner claimed first is skipped, never a "not submitted" problem line
+    assert not [line for err in errors for line in err.splitlines() if "not submitted" in line]
+    assert stats["tasks"]["total"] == jobs and max(stats["submits"]["by_body"].values()) == 1
+    with open_ledger(pg_url) as led:
+        assert {r.state for r in led.records("matrix")} == {JobState.DONE}
+
+
 def _wait_for_submits(sim: Any, count: int) -> None:
     deadline = time.monotonic() + 90
     while sim.stats()["submits"]["requests"] < count:
@@ -192,3 +215,54 @@ def test_a_tracking_write_another_runner_overtook_is_a_repeat_with_a_note_not_an
         anyio.run(late)
         notes = [e.detail for e in led.events("c") if e.kind == "overtaken"]
     assert notes == [{"operation": "finished", "state": "done"}, {"operation": "status_seen", "state": "done"}]
+
+
+def test_a_runner_whose_submits_are_out_waits_for_a_job_another_runner_claimed_since_it_last_counted(
+        tmp_path: Path, pg_url: str) -> None:
+    """Found by bench/multi_runner.py (2 runners, 100 jobs: one exited 1 with every job done): after its
+    submits a runner waited on the count of the others' jobs in flight its last renewal had made, so a job
+    claimed since was not waited for; it ended first, read that job not done, and exited 1."""
+    import anyio
+
+    from seedance_batch.ledger.aio import AsyncLedger
+    from seedance_batch.ledger.claims import ClaimTerms
+    from seedance_batch.run.client import ApiClient
+    from seedance_batch.run.context import RunContext
+    from seedance_batch.run.polling import catalog_prior, make_policy
+    from seedance_batch.run.progress import QuietProgress
+    from seedance_batch.run.settings import RunSettings
+    from seedance_batch.run.stops import Stops
+    from seedance_batch.run.takeover import Sharing
+    from seedance_batch.run.tracking import Tracker
+
+    (tmp_path / "m.yaml").write_text(manifest("settle", 2))
+    with open_ledger(pg_url) as led:
+        _, plan = load_plan(tmp_path / "m.yaml", led)
+        job, cost = plan.jobs[0].priced.job, plan.jobs[0].priced.cost
+        settings = RunSettings(time_scale=SCALE)
+
+        async def runner() -> None:
+            progress = QuietProgress()
+            async with ApiClient("http://127.0.0.1:9", "sk-sim-unused") as client:  # never called here
+                stops = Stops(progress, give_up_after=settings.give_up_after)
+                run = RunContext(plan, settings, client, AsyncLedger(led), progress, stops, anyio.Semaphore(2))
+                tracker = Tracker(run, make_policy(settings.poll_policy, floor=settings.poll_interval,
+                                                   prior=catalog_prior(plan.catalog)))
+                sharing = Sharing.for_run(run, tracker)
+                assert await sharing.join() == [] and sharing.waiting == 0  # nobody holds anything yet
+                other = led.join(plan.campaign, 60.0)  # a live runner, which claims a job after that count
+                led.claim(campaign=plan.campaign, key=job.key, label=job.label, shot=job.shot, request=job.request,
+                          credits=cost.credits, cost_usd=cost.usd, output_path=job.output_path,
+                          terms=ClaimTerms(owner=other, interval=0.001))
+                with anyio.move_on_after(2 * sharing.every) as waited:  # the old code returned at once
+                    await sharing.until_settled()
+                assert waited.cancelled_caught and sharing.waiting == 1
+                led.submitted(plan.campaign, job.key, "task-other", "running")  # the other runner ends it
+                led.finished(plan.campaign, job.key, "https://files.example/v.mp4")
+                led.downloaded(plan.campaign, job.key, job.output_path, 1, "ab" * 32)
+                with anyio.fail_after(4 * sharing.every):
+                    await sharing.until_settled()
+                assert sharing.waiting == 0 and sharing.taken == 0  # waited for it, never took it over
+                await sharing.leave()
+
+        anyio.run(runner)

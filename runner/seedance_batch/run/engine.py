@@ -166,9 +166,14 @@ class Engine:
         try:
             await self._claim(planned)
         except TransitionRefused as exc:
-            # Not this run's to submit (another runner of a shared ledger claimed it first).
+            # Not this run's to submit: the row moved since the plan read it.
             self._not_ours.add(job.key)
-            run.progress.job(job.label, "not submitted", exc.message)
+            if self.sharing is not None:
+                # Another runner claimed it between the look and the claim: a skip like any other, not a
+                # problem line (a crashed runner's claim is made unknown by a takeover, which says so).
+                self.sharing.skipped += 1
+            else:
+                run.progress.job(job.label, "not submitted", exc.message)
             return None
         except OverBudget as exc:  # every runner's spending together reached the campaign's budget
             run.stops.budget(job.label, cost.usd, exc.limit)

@@ -146,6 +146,11 @@ class Sharing:
         run = self._run
         # Looked at every few poll intervals: the others' last tasks end about as this runner's do.
         gap = min(self.every, run.settings.real(SETTLE_POLLS * run.settings.poll_interval))
+        if run.stops.interrupted or not self._tracking:
+            return
+        # Counted afresh first: the last renewal's count misses what the others claimed since (a runner
+        # that left on it ended before their jobs did, read them not done, and exited 1).
+        await self.track_orphans()
         while self.waiting and not run.stops.interrupted and self._tracking:
             await anyio.sleep(gap)
             await self.track_orphans()
