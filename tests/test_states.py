@@ -8,7 +8,6 @@ report that shows it raw.
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -65,9 +64,12 @@ def test_in_flight_and_charged_are_the_vocabularys() -> None:
 
 
 def test_each_tone_has_its_colours_in_the_report_stylesheet() -> None:
-    css = (Path(html.__file__).parent / "templates" / "report.css").read_text(encoding="utf-8")
+    from seedance_batch.review.page import asset
+
+    css = html.palette_css()  # what report.html inlines first, and the review's stylesheet starts with
     for tone in {info.tone for info in VOCABULARY.values()}:
         assert f"--{tone}:" in css, tone
+    assert asset("review.css").body.decode("utf-8").startswith(css)
 
 
 def test_the_run_summary_counts_in_the_same_words() -> None:

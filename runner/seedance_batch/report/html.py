@@ -23,7 +23,7 @@ from ..ledger import VOCABULARY
 from .data import STATES, Report, ReportRow
 from .fmt import duration, span, state_word, usd, when
 
-__all__ = ["Column", "Sheet", "SheetRow", "contact_sheets", "report_html"]
+__all__ = ["Column", "Sheet", "SheetRow", "contact_sheets", "palette_css", "report_html"]
 
 _RATIO = re.compile(r"^(\d{1,3}):(\d{1,3})$")
 # Badge colour families: the CSS styles one class per family.
@@ -109,7 +109,7 @@ def report_html(report: Report) -> str:
         totals=report.totals,
         sheets=contact_sheets(report),
         states=[s for s in STATES if report.totals.by_state.get(s)],
-        style=Markup(_asset("report.css")),  # our own static files, never user data
+        style=Markup(palette_css() + _asset("report.css")),  # our own static files, never user data
         script=Markup(_asset("report.js")),
     )
 
@@ -127,6 +127,11 @@ def _environment() -> jinja2.Environment:
     env.globals.update(span=span)
     env.globals.update(short_prompt=_short_prompt)
     return env
+
+
+def palette_css() -> str:
+    """The colours every page of ours shares (report.html, the review): each state's tone, light and dark."""
+    return _asset("palette.css")
 
 
 @cache

@@ -19,6 +19,7 @@ from ..ledger import VOCABULARY
 from ..ledger.decisions import MAX_NOTE_CHARS
 from ..report.data import Report, ReportRow
 from ..report.fmt import state_word, usd, when
+from ..report.html import palette_css
 from .sheet import ReviewSheet, Tally
 
 __all__ = ["ASSETS", "Asset", "asset", "review_html"]
@@ -52,6 +53,8 @@ def review_html(report: Report, sheets: tuple[ReviewSheet, ...], tally: Tally, *
 def asset(name: str) -> Asset:
     """The page's own file ``name`` (one of :data:`ASSETS`), read once."""
     body = (files("seedance_batch.review") / "templates" / name).read_bytes()
+    if name == "review.css":  # after the report's palette: the same tones, one place to change them
+        body = palette_css().encode("utf-8") + body
     return Asset(body, ASSETS[name])
 
 
